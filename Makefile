@@ -1,0 +1,53 @@
+# dte-trader: two commands for a newcomer: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null)
+DATE ?= 2026-11-27
+SEED ?= 7
+
+.PHONY: demo test lint types imports pytest bench lock venv venv-bench clean
+
+# Bootstrap uv (from PyPI) if missing, then create .venv from the hashed lock.
+$(VENV)/.synced-%: requirements/%.lock
+	@if ! command -v uv >/dev/null 2>&1; then \
+	  echo "uv not found: installing it from PyPI"; $(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv; fi
+	@UVBIN=$$(command -v uv || echo "$$($(PYTHON) -m site --user-base)/bin/uv"); \
+	  [ -x $(PY) ] || $$UVBIN venv --quiet --python $(PYTHON) $(VENV); \
+	  $$UVBIN pip sync --quiet --python $(PY) --require-hashes requirements/$*.lock && \
+	  $$UVBIN pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.synced-*; touch $@
+
+venv: $(VENV)/.synced-dev
+venv-bench: $(VENV)/.synced-bench
+
+demo: venv
+	$(VENV)/bin/dte demo --date $(DATE) --seed $(SEED)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: venv
+	$(VENV)/bin/mypy
+
+imports: venv
+	$(VENV)/bin/lint-imports
+
+pytest: venv
+	$(VENV)/bin/pytest -q
+
+test: lint types imports pytest
+
+bench: venv-bench
+	$(PY) bench/pricing.py
+
+# Re-pin after editing requirements/*.in (hashes, no registry URLs, never uv.lock).
+lock:
+	uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/runtime.in -o requirements/runtime.lock
+	uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/dev.in -o requirements/dev.lock
+	uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/bench.in -o requirements/bench.lock
+
+clean:
+	rm -rf var reports .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Alembic migrations of the trade store (run through ``adapters.store.TradeStore.migrate``)."""

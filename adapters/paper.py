@@ -1,0 +1,402 @@
+"""Paper broker behind the Broker port: combo orders filled whole or not at all against live quotes.
+
+Fill model (deterministic, documented so results can be checked by hand). For a combo with net
+quote bid B, ask A, mid M (``core.chains.combo_quote``):
+
+* BUY at limit L: if L >= A the order is marketable and fills at min(L, A + slippage); else if
+  L >= M + ``inside_fill_fraction`` * (A - M) a market maker takes it at L; else it keeps working.
+* SELL mirrors it: if L <= B it fills at max(L, B - slippage); else if L <= M - fraction * (M - B)
+  it fills at L.
+
+So a buy never fills below the mid nor above its limit, a sell never above the mid nor below its
+limit, and never better than the quote allows. Commission is charged per contract per leg.
+
+Rejections carry a reason: market closed, unknown contract (a leg not listed now), bad price (not
+finite, not on the cent tick, or beyond what the structure can be worth), bad quantity.
+
+State (orders, fills) lives in its own database (``paper_*`` tables, default a separate SQLite
+file): it plays the broker's side of the wire, so it survives a crash of the trading process
+exactly as a real broker would. Orders are re-evaluated whenever the broker is asked anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from adapters.ports import BrokerError, Clock, MarketData, MarketDataError
+from adapters.store import spread_from_json, spread_to_json
+from core.calendar import NY, is_market_open
+from core.chains import ChainError, ComboQuote, combo_quote
+from core.marketdata import ChainSnapshot
+from core.models import (
+    CENT,
+    AccountInfo,
+    BrokerOrder,
+    BrokerPosition,
+    Fill,
+    OptionContract,
+    OrderIntent,
+    OrderStatus,
+    Side,
+    Spread,
+    to_cents,
+)
+from core.spreads import width
+
+_META = sa.MetaData()
+
+ORDERS = sa.Table(
+    "paper_orders",
+    _META,
+    sa.Column("broker_order_id", sa.String(40), primary_key=True),
+    sa.Column("client_order_id", sa.String(80), nullable=False, unique=True),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("spread", sa.Text, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("limit_price", sa.Numeric(18, 4), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("filled_quantity", sa.Integer, nullable=False, default=0),
+    sa.Column("avg_fill_price", sa.Numeric(18, 4), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+FILLS = sa.Table(
+    "paper_fills",
+    _META,
+    sa.Column("exec_id", sa.String(60), primary_key=True),
+    sa.Column("broker_order_id", sa.String(40), nullable=False),
+    sa.Column("client_order_id", sa.String(80), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("spread", sa.Text, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("price", sa.Numeric(18, 4), nullable=False),
+    sa.Column("commission", sa.Numeric(18, 4), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PaperConfig:
+    account_id: str = "PAPER-0001"
+    starting_equity: Decimal = Decimal("100000")
+    commission_per_contract: Decimal = Decimal("0.65")
+    slippage: Decimal = Decimal("0.01")  # adverse move past the natural for a marketable order
+    inside_fill_fraction: Decimal = Decimal("0.5")  # how far from mid toward natural fills inside
+
+
+def paper_url_for(ledger_url: str) -> str:
+    """Default paper-broker database next to a SQLite ledger (``x.db`` -> ``x-paper.db``)."""
+    if ledger_url.startswith("sqlite:///") and ledger_url.endswith(".db"):
+        return ledger_url[: -len(".db")] + "-paper.db"
+    return ledger_url
+
+
+class PaperBroker:
+    def __init__(
+        self,
+        market: MarketData,
+        clock: Clock,
+        url: str = "sqlite:///var/paper.db",
+        config: PaperConfig | None = None,
+    ) -> None:
+        self._market = market
+        self._clock = clock
+        self._cfg = config or PaperConfig()
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self._engine = sa.create_engine(url)
+        _META.create_all(self._engine)
+        self._lock = threading.RLock()
+        self._quote_cache: dict[tuple[str, date, datetime], ChainSnapshot] = {}
+
+    # ---- quotes -------------------------------------------------------------------------------
+    def _snapshot(self, underlying: str, expiry: date, now: datetime) -> ChainSnapshot:
+        minute = now.replace(second=0, microsecond=0)
+        key = (underlying, expiry, minute)
+        snap = self._quote_cache.get(key)
+        if snap is None:
+            if len(self._quote_cache) > 64:
+                self._quote_cache.clear()
+            snap = self._market.chain(underlying, expiry, now)
+            self._quote_cache[key] = snap
+        return snap
+
+    def combo_quote(self, spread: Spread, now: datetime) -> ComboQuote:
+        snaps = {
+            (leg.contract.underlying, leg.contract.expiry): self._snapshot(
+                leg.contract.underlying, leg.contract.expiry, now
+            )
+            for leg in spread.legs
+        }
+        return combo_quote(snaps, spread)
+
+    # ---- fill model -----------------------------------------------------------------------------
+    def _fill_price(self, side: Side, limit: Decimal, quote: ComboQuote) -> Decimal | None:
+        mid = (quote.bid + quote.ask) / 2
+        frac = self._cfg.inside_fill_fraction
+        if side is Side.BUY:
+            if limit >= quote.ask:
+                return to_cents(min(limit, quote.ask + self._cfg.slippage))
+            if limit >= mid + frac * (quote.ask - mid):
+                return limit
+            return None
+        if limit <= quote.bid:
+            return to_cents(max(limit, quote.bid - self._cfg.slippage))
+        if limit <= mid - frac * (mid - quote.bid):
+            return limit
+        return None
+
+    def _commission(self, spread: Spread, quantity: int) -> Decimal:
+        contracts = sum(leg.ratio for leg in spread.legs) * quantity
+        return self._cfg.commission_per_contract * contracts
+
+    def _check_price(self, spread: Spread, limit: Decimal) -> None:
+        if not limit.is_finite():
+            raise BrokerError(f"bad price: limit {limit} is not a number")
+        if limit != limit.quantize(CENT):
+            raise BrokerError(f"bad price: limit {limit} is not on the 0.01 tick")
+        bound = width(spread)
+        if bound > 0 and abs(limit) > bound:
+            raise BrokerError(
+                f"bad price: |limit| {abs(limit)} exceeds the structure width {bound}"
+            )
+
+    def _evaluate(
+        self, conn: sa.Connection, row: sa.Row[tuple[object, ...]], now: datetime
+    ) -> None:
+        if row.status != OrderStatus.WORKING.value:
+            return
+        if not is_market_open(now):
+            return
+        spread = spread_from_json(row.spread)
+        try:
+            quote = self.combo_quote(spread, now)
+        except (ChainError, MarketDataError):
+            return
+        side = Side(row.side)
+        price = self._fill_price(side, Decimal(row.limit_price), quote)
+        if price is None:
+            return
+        commission = self._commission(spread, row.quantity)
+        conn.execute(
+            FILLS.insert().values(
+                exec_id=f"{row.broker_order_id}-x1",
+                broker_order_id=row.broker_order_id,
+                client_order_id=row.client_order_id,
+                side=row.side,
+                spread=row.spread,
+                quantity=row.quantity,
+                price=price,
+                commission=commission,
+                at=now.isoformat(),
+            )
+        )
+        conn.execute(
+            ORDERS.update()
+            .where(ORDERS.c.broker_order_id == row.broker_order_id)
+            .values(
+                status=OrderStatus.FILLED.value,
+                filled_quantity=row.quantity,
+                avg_fill_price=price,
+                updated_at=now.isoformat(),
+            )
+        )
+
+    def _sweep(self) -> None:
+        now = self._clock.now()
+        with self._engine.begin() as conn:
+            rows = conn.execute(
+                ORDERS.select().where(ORDERS.c.status == OrderStatus.WORKING.value)
+            ).all()
+            for row in rows:
+                self._evaluate(conn, row, now)
+
+    @staticmethod
+    def _to_order(row: sa.Row[tuple[object, ...]]) -> BrokerOrder:
+        return BrokerOrder(
+            broker_order_id=str(row.broker_order_id),
+            client_order_id=str(row.client_order_id),
+            side=Side(row.side),
+            spread=spread_from_json(str(row.spread)),
+            quantity=int(str(row.quantity)),
+            limit_price=Decimal(str(row.limit_price)),
+            status=OrderStatus(row.status),
+            filled_quantity=int(str(row.filled_quantity)),
+            avg_fill_price=None if row.avg_fill_price is None else Decimal(str(row.avg_fill_price)),
+            reason=str(row.reason or ""),
+        )
+
+    def _row(self, conn: sa.Connection, client_order_id: str) -> sa.Row[tuple[object, ...]] | None:
+        return conn.execute(
+            ORDERS.select().where(ORDERS.c.client_order_id == client_order_id)
+        ).first()
+
+    # ---- the Broker port ------------------------------------------------------------------------
+    def account(self) -> AccountInfo:
+        with self._engine.connect() as conn:
+            fills = conn.execute(sa.select(FILLS)).all()
+        cash_flow = Decimal("0")
+        for f in fills:
+            sign = -1 if f.side == Side.BUY.value else 1
+            cash_flow += sign * Decimal(f.price) * f.quantity * 100 - Decimal(f.commission)
+        equity = self._cfg.starting_equity + cash_flow
+        return AccountInfo(self._cfg.account_id, equity=equity, buying_power=equity)
+
+    def submit(self, intent: OrderIntent) -> BrokerOrder:
+        with self._lock:
+            now = self._clock.now()
+            with self._engine.begin() as conn:
+                existing = self._row(conn, intent.client_order_id)
+                if existing is not None:
+                    self._evaluate(conn, existing, now)
+                    refreshed = self._row(conn, intent.client_order_id)
+                    assert refreshed is not None
+                    return self._to_order(refreshed)
+            if not is_market_open(now):
+                raise BrokerError(f"market closed at {now.astimezone(NY):%Y-%m-%d %H:%M:%S %Z}")
+            if intent.quantity < 1:
+                raise BrokerError(f"bad quantity {intent.quantity}")
+            self._check_price(intent.spread, intent.limit_price)
+            try:
+                self.combo_quote(intent.spread, now)
+            except (ChainError, MarketDataError) as exc:
+                raise BrokerError(f"unknown contract: {exc}") from exc
+            with self._engine.begin() as conn:
+                seq = conn.execute(sa.select(sa.func.count()).select_from(ORDERS)).scalar_one()
+                broker_order_id = f"P{int(seq) + 1:07d}"
+                conn.execute(
+                    ORDERS.insert().values(
+                        broker_order_id=broker_order_id,
+                        client_order_id=intent.client_order_id,
+                        side=intent.combo_side.value,
+                        spread=spread_to_json(intent.spread),
+                        quantity=intent.quantity,
+                        limit_price=intent.limit_price,
+                        status=OrderStatus.WORKING.value,
+                        filled_quantity=0,
+                        reason="",
+                        created_at=now.isoformat(),
+                        updated_at=now.isoformat(),
+                    )
+                )
+                row = self._row(conn, intent.client_order_id)
+                assert row is not None
+                self._evaluate(conn, row, now)
+                row = self._row(conn, intent.client_order_id)
+                assert row is not None
+                return self._to_order(row)
+
+    def find(self, client_order_id: str) -> BrokerOrder | None:
+        with self._lock:
+            self._sweep()
+            with self._engine.connect() as conn:
+                row = self._row(conn, client_order_id)
+            return None if row is None else self._to_order(row)
+
+    def modify(self, client_order_id: str, limit_price: Decimal) -> BrokerOrder:
+        with self._lock:
+            now = self._clock.now()
+            with self._engine.begin() as conn:
+                row = self._row(conn, client_order_id)
+                if row is None:
+                    raise BrokerError(f"no order with ref {client_order_id}")
+                if row.status != OrderStatus.WORKING.value:
+                    return self._to_order(row)
+                self._check_price(spread_from_json(row.spread), limit_price)
+                conn.execute(
+                    ORDERS.update()
+                    .where(ORDERS.c.client_order_id == client_order_id)
+                    .values(limit_price=limit_price, updated_at=now.isoformat())
+                )
+                row = self._row(conn, client_order_id)
+                assert row is not None
+                self._evaluate(conn, row, now)
+                row = self._row(conn, client_order_id)
+                assert row is not None
+                return self._to_order(row)
+
+    def cancel(self, client_order_id: str) -> BrokerOrder:
+        with self._lock:
+            now = self._clock.now()
+            with self._engine.begin() as conn:
+                row = self._row(conn, client_order_id)
+                if row is None:
+                    raise BrokerError(f"no order with ref {client_order_id}")
+                self._evaluate(conn, row, now)
+                row = self._row(conn, client_order_id)
+                assert row is not None
+                if row.status == OrderStatus.WORKING.value:
+                    conn.execute(
+                        ORDERS.update()
+                        .where(ORDERS.c.client_order_id == client_order_id)
+                        .values(
+                            status=OrderStatus.CANCELLED.value,
+                            reason="cancelled by client",
+                            updated_at=now.isoformat(),
+                        )
+                    )
+                    row = self._row(conn, client_order_id)
+                    assert row is not None
+                return self._to_order(row)
+
+    def open_orders(self) -> list[BrokerOrder]:
+        with self._lock:
+            self._sweep()
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    ORDERS.select().where(ORDERS.c.status == OrderStatus.WORKING.value)
+                ).all()
+            return [self._to_order(r) for r in rows]
+
+    def positions(self) -> list[BrokerPosition]:
+        with self._lock:
+            self._sweep()
+            with self._engine.connect() as conn:
+                fills = conn.execute(sa.select(FILLS).order_by(FILLS.c.at)).all()
+        net: dict[OptionContract, int] = {}
+        refs: dict[OptionContract, list[str]] = {}
+        for f in fills:
+            spread = spread_from_json(f.spread)
+            combo_sign = 1 if f.side == Side.BUY.value else -1
+            for leg in spread.legs:
+                qty = combo_sign * leg.side.sign * leg.ratio * f.quantity
+                net[leg.contract] = net.get(leg.contract, 0) + qty
+                refs.setdefault(leg.contract, []).append(f.client_order_id)
+        return [
+            BrokerPosition(contract=c, quantity=q, order_refs=tuple(dict.fromkeys(refs[c])))
+            for c, q in net.items()
+            if q != 0
+        ]
+
+    def executions(self, since: datetime) -> list[Fill]:
+        with self._lock:
+            self._sweep()
+            with self._engine.connect() as conn:
+                fills = conn.execute(sa.select(FILLS).order_by(FILLS.c.at)).all()
+        out = []
+        for f in fills:
+            at = datetime.fromisoformat(f.at)
+            if at >= since:
+                out.append(
+                    Fill(
+                        client_order_id=f.client_order_id,
+                        broker_order_id=f.broker_order_id,
+                        exec_id=f.exec_id,
+                        quantity=f.quantity,
+                        price=Decimal(str(f.price)),
+                        commission=Decimal(str(f.commission)),
+                        at=at,
+                    )
+                )
+        return out
+
+    def dispose(self) -> None:
+        self._engine.dispose()

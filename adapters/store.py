@@ -1,0 +1,1208 @@
+"""The trade store: SQLAlchemy 2 ORM tables and the repository the order path and flows use.
+
+One ``TradeStore(url)`` per process. SQLite (default ``sqlite:///var/dte.db``) or PostgreSQL via
+psycopg 3. The schema comes from the Alembic migrations in ``adapters/migrations``
+(``TradeStore.migrate()``); the ORM classes below must match them (a test compares both).
+
+Storage conventions:
+
+* Datetimes are stored in UTC (``timestamptz`` on PostgreSQL, UTC text on SQLite) and always come
+  back timezone-aware in UTC; writing a naive datetime raises ``ValueError``.
+* Money is ``Numeric(18, 4)`` and comes back as ``Decimal`` quantized to 4 dp on both backends
+  (values are rounded half-up to 4 dp on write; round trips are exact for |value| < 1e11).
+* Enums are stored as their string values; a structure is stored as JSON (``spread_to_json``).
+* "day" filters mean the trading day in America/New_York of the row's timestamp.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from core.models import (
+    BrokerOrder,
+    Direction,
+    Fill,
+    IntentAction,
+    IntentStatus,
+    Leg,
+    OptionContract,
+    OrderIntent,
+    OrderStatus,
+    Position,
+    PositionStatus,
+    Right,
+    Side,
+    Signal,
+    SignalKind,
+    Spread,
+    StructureKind,
+    SystemName,
+    TradingState,
+    require_aware,
+)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+NEW_YORK: Final = ZoneInfo("America/New_York")
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+SEVERITIES: Final = ("info", "warning", "critical")
+
+_Q4 = Decimal("0.0001")
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+_BEGIN_OPTION = "dte_sqlite_begin"  # execution option naming the BEGIN flavour on SQLite
+_PG_MIGRATION_LOCK = 0x647465  # pg_advisory_xact_lock key serialising concurrent migrate() calls
+
+
+# --------------------------------------------------------------------------------------------
+# Spread JSON
+# --------------------------------------------------------------------------------------------
+
+
+def spread_to_json(spread: Spread) -> str:
+    """Serialise a structure (strikes as exact decimal strings, expiry as ISO date)."""
+    payload = {
+        "kind": spread.kind.value,
+        "legs": [
+            {
+                "underlying": leg.contract.underlying,
+                "expiry": leg.contract.expiry.isoformat(),
+                "strike": str(leg.contract.strike),
+                "right": leg.contract.right.value,
+                "side": leg.side.value,
+                "ratio": leg.ratio,
+                "multiplier": leg.contract.multiplier,
+            }
+            for leg in spread.legs
+        ],
+    }
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def spread_from_json(text: str) -> Spread:
+    """Rebuild the ``Spread`` written by ``spread_to_json`` (equal, Decimal strikes included)."""
+    payload = json.loads(text)
+    legs = tuple(
+        Leg(
+            contract=OptionContract(
+                underlying=str(raw["underlying"]),
+                expiry=date.fromisoformat(raw["expiry"]),
+                strike=Decimal(str(raw["strike"])),
+                right=Right(raw["right"]),
+                multiplier=int(raw["multiplier"]),
+            ),
+            side=Side(raw["side"]),
+            ratio=int(raw["ratio"]),
+        )
+        for raw in payload["legs"]
+    )
+    return Spread(kind=StructureKind(payload["kind"]), legs=legs)
+
+
+# --------------------------------------------------------------------------------------------
+# Column types
+# --------------------------------------------------------------------------------------------
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that refuses naive datetimes and always returns aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        require_aware(value, "stored datetime")
+        utc = value.astimezone(UTC)
+        # SQLite has no time zone type: store naive UTC text, re-attach UTC on read.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        if stamp.tzinfo is None:
+            return stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)
+
+
+def _money(value: Decimal | int | float | str) -> Decimal:
+    return Decimal(str(value)).quantize(_Q4, rounding=ROUND_HALF_UP)
+
+
+class Money(TypeDecorator[Decimal]):
+    """``Numeric(18, 4)`` returning ``Decimal`` exactly on both backends.
+
+    SQLite has no decimal type (values go through a double), so there the driver value is read as
+    a float and rebuilt from its shortest repr, which is exact for <= 15 significant digits.
+    """
+
+    impl = Numeric(18, 4)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Numeric(18, 4, asdecimal=False))
+        return dialect.type_descriptor(Numeric(18, 4))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Decimal | float | None:
+        if value is None:
+            return None
+        quantized = _money(value)
+        return float(quantized) if dialect.name == "sqlite" else quantized
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            return _money(repr(value))
+        return _money(value)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E], Generic[E]):
+    """A ``StrEnum`` stored as its string value in a ``VARCHAR``."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_cls: type[E], length: int = 32) -> None:
+        super().__init__(length)
+        self.enum_cls = enum_cls
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return self.enum_cls(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        if value is None:
+            return None
+        return self.enum_cls(value)
+
+
+# --------------------------------------------------------------------------------------------
+# ORM tables (keep in step with adapters/migrations/versions)
+# --------------------------------------------------------------------------------------------
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _system() -> Mapped[SystemName]:
+    return mapped_column(EnumText(SystemName, 16), nullable=False)
+
+
+class SignalRecord(Base):
+    __tablename__ = "signals"
+
+    signal_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    system: Mapped[SystemName] = _system()
+    kind: Mapped[SignalKind] = mapped_column(EnumText(SignalKind, 32))
+    underlying: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[Direction] = mapped_column(EnumText(Direction, 16))
+    confidence: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class IntentRecord(Base):
+    __tablename__ = "intents"
+
+    client_order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    system: Mapped[SystemName] = _system()
+    signal_id: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[IntentAction] = mapped_column(EnumText(IntentAction, 8))
+    structure_kind: Mapped[StructureKind] = mapped_column(EnumText(StructureKind, 32))
+    spread: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[int] = mapped_column(Integer)
+    limit_price: Mapped[Decimal] = mapped_column(Money)
+    worst_price: Mapped[Decimal] = mapped_column(Money)
+    max_loss: Mapped[Decimal] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    position_id: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[IntentStatus] = mapped_column(EnumText(IntentStatus, 16), index=True)
+    status_reason: Mapped[str] = mapped_column(Text)
+    broker_order_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OrderRecord(Base):
+    __tablename__ = "orders"
+
+    broker_order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("intents.client_order_id"), index=True
+    )
+    system: Mapped[SystemName] = _system()
+    side: Mapped[Side] = mapped_column(EnumText(Side, 8))
+    quantity: Mapped[int] = mapped_column(Integer)
+    limit_price: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[OrderStatus] = mapped_column(EnumText(OrderStatus, 16))
+    filled_quantity: Mapped[int] = mapped_column(Integer)
+    avg_fill_price: Mapped[Decimal | None] = mapped_column(Money)
+    reason: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class OrderEventRecord(Base):
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    broker_order_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("orders.broker_order_id"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[OrderStatus] = mapped_column(EnumText(OrderStatus, 16))
+    limit_price: Mapped[Decimal] = mapped_column(Money)
+    filled_quantity: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text)
+
+
+class FillRecord(Base):
+    __tablename__ = "fills"
+
+    exec_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(String(64), index=True)
+    broker_order_id: Mapped[str] = mapped_column(String(64))
+    system: Mapped[SystemName] = _system()
+    quantity: Mapped[int] = mapped_column(Integer)
+    price: Mapped[Decimal] = mapped_column(Money)
+    commission: Mapped[Decimal] = mapped_column(Money)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class PositionRecord(Base):
+    __tablename__ = "positions"
+
+    position_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    system: Mapped[SystemName] = _system()
+    signal_kind: Mapped[SignalKind] = mapped_column(EnumText(SignalKind, 32))
+    structure_kind: Mapped[StructureKind] = mapped_column(EnumText(StructureKind, 32))
+    spread: Mapped[str] = mapped_column(Text)
+    underlying: Mapped[str] = mapped_column(String(16))
+    expiry: Mapped[date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    entry_price: Mapped[Decimal] = mapped_column(Money)
+    entry_commission: Mapped[Decimal] = mapped_column(Money)
+    max_loss: Mapped[Decimal] = mapped_column(Money)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    status: Mapped[PositionStatus] = mapped_column(EnumText(PositionStatus, 8), index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    exit_price: Mapped[Decimal | None] = mapped_column(Money)
+    exit_commission: Mapped[Decimal] = mapped_column(Money)
+    closed_fraction_tiers: Mapped[int] = mapped_column(Integer)
+    open_client_order_id: Mapped[str] = mapped_column(String(64))
+    close_client_order_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class DailyPnlRecord(Base):
+    __tablename__ = "daily_pnl"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    system: Mapped[SystemName] = mapped_column(EnumText(SystemName, 16), primary_key=True)
+    realized: Mapped[Decimal] = mapped_column(Money)
+    unrealized: Mapped[Decimal] = mapped_column(Money)
+    commissions: Mapped[Decimal] = mapped_column(Money)
+    trades: Mapped[int] = mapped_column(Integer)
+
+
+class PnlMarkRecord(Base):
+    __tablename__ = "pnl_marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    system: Mapped[SystemName] = _system()
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    realized: Mapped[Decimal] = mapped_column(Money)
+    unrealized: Mapped[Decimal] = mapped_column(Money)
+
+
+class RiskEventRecord(Base):
+    __tablename__ = "risk_events"
+    __table_args__ = (
+        CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    system: Mapped[SystemName | None] = mapped_column(EnumText(SystemName, 16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class TradingStateRecord(Base):
+    __tablename__ = "trading_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    state: Mapped[TradingState] = mapped_column(EnumText(TradingState, 16))
+    manual: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------------------------
+# Values returned by the repository
+# --------------------------------------------------------------------------------------------
+
+
+class StoredIntent(NamedTuple):
+    intent: OrderIntent
+    status: IntentStatus
+    status_reason: str
+    broker_order_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    broker_order_id: str
+    at: datetime
+    status: OrderStatus
+    limit_price: Decimal
+    filled_quantity: int
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskEventRow:
+    at: datetime
+    system: SystemName | None
+    kind: str
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TradingStateRow:
+    state: TradingState
+    manual: bool
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PnlMark:
+    system: SystemName
+    at: datetime
+    realized: Decimal
+    unrealized: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class DailyPnlRow:
+    day: date
+    system: SystemName
+    realized: Decimal
+    unrealized: Decimal
+    commissions: Decimal
+    trades: int
+
+
+# --------------------------------------------------------------------------------------------
+# Engine setup
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_url(url: str) -> URL:
+    """Parse ``url``; PostgreSQL URLs are pinned to the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or str(url.database).startswith("file::memory:")
+
+
+def make_engine(url: URL) -> Engine:
+    """An engine for ``url``; on SQLite: WAL, foreign keys, busy timeout, explicit BEGIN."""
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+
+    kwargs: dict[str, Any] = {}
+    if _is_sqlite_memory(url):
+        kwargs["poolclass"] = StaticPool
+        kwargs["connect_args"] = {"check_same_thread": False}
+    elif url.database:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module (it skips it for SELECT/DDL): we emit it below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front (BEGIN IMMEDIATE) so the busy timeout applies
+        # instead of failing on a read->write lock upgrade; readers use a plain deferred BEGIN.
+        flavour = conn.get_execution_options().get(_BEGIN_OPTION, "")
+        conn.exec_driver_sql(f"BEGIN {flavour}".strip())
+
+    return engine
+
+
+def _ny_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the America/New_York calendar day ``day`` (DST aware)."""
+    start = datetime.combine(day, time(0), tzinfo=NEW_YORK)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=NEW_YORK)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _on_day(column: Any, day: date) -> ColumnElement[bool]:
+    start, end = _ny_day_bounds(day)
+    condition: ColumnElement[bool] = (column >= start) & (column < end)
+    return condition
+
+
+# --------------------------------------------------------------------------------------------
+# Repository
+# --------------------------------------------------------------------------------------------
+
+
+class TradeStore:
+    """Repository over the trade database; every method runs in its own short transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self._engine = make_engine(self.url)
+        writer = self._engine
+        if self.url.get_backend_name() == "sqlite":
+            writer = self._engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        self._writer_engine = writer
+        self._session = sessionmaker(bind=writer, expire_on_commit=False)
+        self._read_session = sessionmaker(bind=self._engine, expire_on_commit=False)
+        self._migrate_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TradeStore({self.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def dialect_name(self) -> str:
+        return self._engine.dialect.name
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._session.begin() as session:
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._read_session.begin() as session:
+            yield session
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def alembic_config(self) -> Config:
+        """The Alembic ``Config`` for this store (script_location = the migrations package)."""
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option(
+            "sqlalchemy.url", self.url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+        return cfg
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None before the first migrate)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def migrate(self) -> None:
+        """``alembic upgrade head`` on this database; a no-op (one query) when up to date."""
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self._migrate_lock:
+            cfg = self.alembic_config()
+            head = ScriptDirectory.from_config(cfg).get_current_head()
+            with self._writer_engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+                if MigrationContext.configure(conn).get_current_revision() == head:
+                    return
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+    def table_row_counts(self) -> dict[str, int]:
+        """Row count of every table of the schema, by table name."""
+        with self._read() as session:
+            return {
+                table.name: int(session.scalar(select(func.count()).select_from(table)) or 0)
+                for table in sorted(Base.metadata.tables.values(), key=lambda t: t.name)
+            }
+
+    def _insert_ignore(self, session: Session, record: type[Base], values: dict[str, Any]) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING; True if the row was inserted."""
+        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
+        table = cast(Table, record.__table__)
+        stmt = (
+            insert(table)
+            .values(**values)
+            .on_conflict_do_nothing()
+            .returning(*table.primary_key.columns)
+        )
+        return session.execute(stmt).first() is not None
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def record_signal(self, signal: Signal) -> bool:
+        """Store ``signal``; False if its signal_id is already stored (nothing changes)."""
+        with self._write() as session:
+            return self._insert_ignore(
+                session,
+                SignalRecord,
+                {
+                    "signal_id": signal.signal_id,
+                    "system": signal.system,
+                    "kind": signal.kind,
+                    "underlying": signal.underlying,
+                    "direction": signal.direction,
+                    "confidence": float(signal.confidence),
+                    "at": signal.at,
+                    "reason": signal.reason,
+                },
+            )
+
+    def signals(self, day: date | None = None, system: SystemName | None = None) -> list[Signal]:
+        stmt = select(SignalRecord).order_by(SignalRecord.at, SignalRecord.signal_id)
+        if day is not None:
+            stmt = stmt.where(_on_day(SignalRecord.at, day))
+        if system is not None:
+            stmt = stmt.where(SignalRecord.system == system)
+        with self._read() as session:
+            return [
+                Signal(
+                    signal_id=row.signal_id,
+                    system=row.system,
+                    kind=row.kind,
+                    underlying=row.underlying,
+                    direction=row.direction,
+                    confidence=row.confidence,
+                    at=row.at,
+                    reason=row.reason,
+                )
+                for row in session.scalars(stmt)
+            ]
+
+    # -- intents ----------------------------------------------------------------------------
+
+    def save_intent(self, intent: OrderIntent) -> bool:
+        """Persist ``intent`` as PENDING; False (and no change) if its client_order_id exists."""
+        require_aware(intent.created_at, "OrderIntent.created_at")
+        with self._write() as session:
+            return self._insert_ignore(
+                session,
+                IntentRecord,
+                {
+                    "client_order_id": intent.client_order_id,
+                    "system": intent.system,
+                    "signal_id": intent.signal_id,
+                    "action": intent.action,
+                    "structure_kind": intent.spread.kind,
+                    "spread": spread_to_json(intent.spread),
+                    "quantity": intent.quantity,
+                    "limit_price": intent.limit_price,
+                    "worst_price": intent.worst_price,
+                    "max_loss": intent.max_loss,
+                    "created_at": intent.created_at,
+                    "position_id": intent.position_id,
+                    "reason": intent.reason,
+                    "status": IntentStatus.PENDING,
+                    "status_reason": "",
+                    "broker_order_id": None,
+                    "updated_at": intent.created_at,
+                },
+            )
+
+    @staticmethod
+    def _stored_intent(row: IntentRecord) -> StoredIntent:
+        intent = OrderIntent(
+            client_order_id=row.client_order_id,
+            system=row.system,
+            signal_id=row.signal_id,
+            spread=spread_from_json(row.spread),
+            action=row.action,
+            quantity=row.quantity,
+            limit_price=row.limit_price,
+            worst_price=row.worst_price,
+            max_loss=row.max_loss,
+            created_at=row.created_at,
+            position_id=row.position_id,
+            reason=row.reason,
+        )
+        return StoredIntent(intent, row.status, row.status_reason, row.broker_order_id)
+
+    def intent_by_client_id(self, client_order_id: str) -> StoredIntent | None:
+        with self._read() as session:
+            row = session.get(IntentRecord, client_order_id)
+            return None if row is None else self._stored_intent(row)
+
+    def set_intent_status(
+        self,
+        client_order_id: str,
+        status: IntentStatus,
+        reason: str = "",
+        broker_order_id: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Move an intent to ``status``; unknown id -> KeyError.
+
+        ``broker_order_id`` is only written when given (a later call without it keeps it).
+        ``at`` (default: now) is stored as ``updated_at``.
+        """
+        stamp = datetime.now(UTC) if at is None else at
+        require_aware(stamp, "at")
+        with self._write() as session:
+            row = session.get(IntentRecord, client_order_id, with_for_update=True)
+            if row is None:
+                raise KeyError(f"unknown intent {client_order_id!r}")
+            row.status = IntentStatus(status)
+            row.status_reason = reason
+            if broker_order_id is not None:
+                row.broker_order_id = broker_order_id
+            row.updated_at = stamp
+
+    def intents(
+        self,
+        day: date | None = None,
+        system: SystemName | None = None,
+        statuses: Iterable[IntentStatus] | None = None,
+    ) -> list[StoredIntent]:
+        stmt = select(IntentRecord).order_by(IntentRecord.created_at, IntentRecord.client_order_id)
+        if day is not None:
+            stmt = stmt.where(_on_day(IntentRecord.created_at, day))
+        if system is not None:
+            stmt = stmt.where(IntentRecord.system == system)
+        if statuses is not None:
+            wanted = [IntentStatus(s) for s in statuses]
+            stmt = stmt.where(IntentRecord.status.in_(wanted))
+        with self._read() as session:
+            return [self._stored_intent(row) for row in session.scalars(stmt)]
+
+    # -- orders -----------------------------------------------------------------------------
+
+    def record_order(
+        self, order: BrokerOrder, system: SystemName, at: datetime, note: str = ""
+    ) -> None:
+        """Upsert the broker order's latest state and append an ``order_events`` row.
+
+        The order's intent must be stored (``KeyError`` otherwise).
+        """
+        require_aware(at, "at")
+        with self._write() as session:
+            if session.get(IntentRecord, order.client_order_id) is None:
+                raise KeyError(
+                    f"order {order.broker_order_id!r} refers to unknown intent "
+                    f"{order.client_order_id!r}"
+                )
+            row = session.get(OrderRecord, order.broker_order_id, with_for_update=True)
+            if row is None:
+                row = OrderRecord(broker_order_id=order.broker_order_id)
+                session.add(row)
+            row.client_order_id = order.client_order_id
+            row.system = SystemName(system)
+            row.side = order.side
+            row.quantity = order.quantity
+            row.limit_price = order.limit_price
+            row.status = order.status
+            row.filled_quantity = order.filled_quantity
+            row.avg_fill_price = order.avg_fill_price
+            row.reason = order.reason
+            row.updated_at = at
+            session.flush()
+            session.add(
+                OrderEventRecord(
+                    broker_order_id=order.broker_order_id,
+                    at=at,
+                    status=order.status,
+                    limit_price=order.limit_price,
+                    filled_quantity=order.filled_quantity,
+                    note=note,
+                )
+            )
+
+    def orders(self, day: date | None = None) -> list[BrokerOrder]:
+        """Broker orders (latest state), ``day`` filtering on their last update."""
+        stmt = (
+            select(OrderRecord, IntentRecord.spread)
+            .join(IntentRecord, IntentRecord.client_order_id == OrderRecord.client_order_id)
+            .order_by(OrderRecord.updated_at, OrderRecord.broker_order_id)
+        )
+        if day is not None:
+            stmt = stmt.where(_on_day(OrderRecord.updated_at, day))
+        with self._read() as session:
+            return [
+                BrokerOrder(
+                    broker_order_id=row.broker_order_id,
+                    client_order_id=row.client_order_id,
+                    side=row.side,
+                    spread=spread_from_json(spread),
+                    quantity=row.quantity,
+                    limit_price=row.limit_price,
+                    status=row.status,
+                    filled_quantity=row.filled_quantity,
+                    avg_fill_price=row.avg_fill_price,
+                    reason=row.reason,
+                )
+                for row, spread in session.execute(stmt)
+            ]
+
+    def order_events(self, broker_order_id: str) -> list[OrderEvent]:
+        """The append-only history of one broker order, oldest first."""
+        stmt = (
+            select(OrderEventRecord)
+            .where(OrderEventRecord.broker_order_id == broker_order_id)
+            .order_by(OrderEventRecord.at, OrderEventRecord.id)
+        )
+        with self._read() as session:
+            return [
+                OrderEvent(
+                    broker_order_id=row.broker_order_id,
+                    at=row.at,
+                    status=row.status,
+                    limit_price=row.limit_price,
+                    filled_quantity=row.filled_quantity,
+                    note=row.note,
+                )
+                for row in session.scalars(stmt)
+            ]
+
+    # -- fills ------------------------------------------------------------------------------
+
+    def record_fill(self, fill: Fill, system: SystemName) -> bool:
+        """Store an execution; False if its exec_id is already stored (nothing changes)."""
+        require_aware(fill.at, "Fill.at")
+        with self._write() as session:
+            return self._insert_ignore(
+                session,
+                FillRecord,
+                {
+                    "exec_id": fill.exec_id,
+                    "client_order_id": fill.client_order_id,
+                    "broker_order_id": fill.broker_order_id,
+                    "system": SystemName(system),
+                    "quantity": fill.quantity,
+                    "price": fill.price,
+                    "commission": fill.commission,
+                    "at": fill.at,
+                },
+            )
+
+    def fills(self, day: date | None = None, client_order_id: str | None = None) -> list[Fill]:
+        stmt = select(FillRecord).order_by(FillRecord.at, FillRecord.exec_id)
+        if day is not None:
+            stmt = stmt.where(_on_day(FillRecord.at, day))
+        if client_order_id is not None:
+            stmt = stmt.where(FillRecord.client_order_id == client_order_id)
+        with self._read() as session:
+            return [
+                Fill(
+                    client_order_id=row.client_order_id,
+                    broker_order_id=row.broker_order_id,
+                    exec_id=row.exec_id,
+                    quantity=row.quantity,
+                    price=row.price,
+                    commission=row.commission,
+                    at=row.at,
+                )
+                for row in session.scalars(stmt)
+            ]
+
+    # -- positions --------------------------------------------------------------------------
+
+    @staticmethod
+    def _position(row: PositionRecord) -> Position:
+        return Position(
+            position_id=row.position_id,
+            system=row.system,
+            signal_kind=row.signal_kind,
+            spread=spread_from_json(row.spread),
+            quantity=row.quantity,
+            entry_price=row.entry_price,
+            opened_at=row.opened_at,
+            max_loss=row.max_loss,
+            entry_commission=row.entry_commission,
+            status=row.status,
+            closed_at=row.closed_at,
+            exit_price=row.exit_price,
+            exit_commission=row.exit_commission,
+            closed_fraction_tiers=row.closed_fraction_tiers,
+        )
+
+    @staticmethod
+    def _position_values(position: Position) -> dict[str, Any]:
+        return {
+            "position_id": position.position_id,
+            "system": position.system,
+            "signal_kind": position.signal_kind,
+            "structure_kind": position.spread.kind,
+            "spread": spread_to_json(position.spread),
+            "underlying": position.spread.underlying,
+            "expiry": position.spread.expiry,
+            "quantity": position.quantity,
+            "entry_price": position.entry_price,
+            "entry_commission": position.entry_commission,
+            "max_loss": position.max_loss,
+            "opened_at": position.opened_at,
+            "status": position.status,
+            "closed_at": position.closed_at,
+            "exit_price": position.exit_price,
+            "exit_commission": position.exit_commission,
+            "closed_fraction_tiers": position.closed_fraction_tiers,
+        }
+
+    def open_position(self, position: Position, open_client_order_id: str) -> None:
+        """Store a new position. Idempotent for the same (position_id, open_client_order_id);
+        a different opening order for an existing position_id raises ``ValueError``."""
+        require_aware(position.opened_at, "Position.opened_at")
+        values = self._position_values(position)
+        values.update(open_client_order_id=open_client_order_id, close_client_order_id=None)
+        with self._write() as session:
+            if self._insert_ignore(session, PositionRecord, values):
+                return
+            existing = session.get(PositionRecord, position.position_id)
+            if existing is not None and existing.open_client_order_id != open_client_order_id:
+                raise ValueError(
+                    f"position {position.position_id!r} already opened by "
+                    f"{existing.open_client_order_id!r}"
+                )
+
+    def close_position(
+        self,
+        position_id: str,
+        exit_price: Decimal,
+        exit_commission: Decimal,
+        closed_at: datetime,
+        close_client_order_id: str,
+    ) -> Position:
+        """Close the whole position; returns it CLOSED (``realized()`` is its P&L).
+
+        Unknown id -> KeyError. Repeating the call with the same closing order returns the
+        stored position unchanged; closing an already closed position otherwise -> ValueError.
+        """
+        require_aware(closed_at, "closed_at")
+        with self._write() as session:
+            row = session.get(PositionRecord, position_id, with_for_update=True)
+            if row is None:
+                raise KeyError(f"unknown position {position_id!r}")
+            if row.status is PositionStatus.CLOSED:
+                if row.close_client_order_id == close_client_order_id:
+                    return self._position(row)
+                raise ValueError(f"position {position_id!r} is already closed")
+            row.status = PositionStatus.CLOSED
+            row.exit_price = _money(exit_price)
+            row.exit_commission = _money(exit_commission)
+            row.closed_at = closed_at
+            row.close_client_order_id = close_client_order_id
+            session.flush()
+            return self._position(row)
+
+    def reduce_position(
+        self,
+        position_id: str,
+        quantity_closed: int,
+        exit_price: Decimal,
+        exit_commission: Decimal,
+        at: datetime,
+        close_client_order_id: str,
+        tiers_done: int,
+    ) -> Position:
+        """Partially close a position; returns the CLOSED child holding the closed quantity.
+
+        The child row is ``f"{position_id}-p{tiers_done}"`` with ``quantity_closed`` units; the
+        parent keeps the rest (still OPEN, ``closed_fraction_tiers = tiers_done``). Entry
+        commission and max loss are split pro rata (the parent keeps the rounding remainder).
+        ``quantity_closed`` must be below the open quantity (use ``close_position`` for all).
+        Repeating the call with the same child id and closing order returns the stored child.
+        """
+        require_aware(at, "at")
+        child_id = f"{position_id}-p{tiers_done}"
+        with self._write() as session:
+            parent = session.get(PositionRecord, position_id, with_for_update=True)
+            if parent is None:
+                raise KeyError(f"unknown position {position_id!r}")
+            existing = session.get(PositionRecord, child_id)
+            if existing is not None:
+                if existing.close_client_order_id == close_client_order_id:
+                    return self._position(existing)
+                raise ValueError(f"partial close {child_id!r} already recorded")
+            if parent.status is not PositionStatus.OPEN:
+                raise ValueError(f"position {position_id!r} is not open")
+            if not 1 <= quantity_closed < parent.quantity:
+                raise ValueError(
+                    f"quantity_closed must be in [1, {parent.quantity - 1}], got {quantity_closed}"
+                )
+            fraction = Decimal(quantity_closed) / Decimal(parent.quantity)
+            child_commission = _money(parent.entry_commission * fraction)
+            child_max_loss = _money(parent.max_loss * fraction)
+            child = replace(
+                self._position(parent),
+                position_id=child_id,
+                quantity=quantity_closed,
+                entry_commission=child_commission,
+                max_loss=child_max_loss,
+                status=PositionStatus.CLOSED,
+                closed_at=at,
+                exit_price=_money(exit_price),
+                exit_commission=_money(exit_commission),
+                closed_fraction_tiers=tiers_done,
+            )
+            values = self._position_values(child)
+            values.update(
+                open_client_order_id=parent.open_client_order_id,
+                close_client_order_id=close_client_order_id,
+            )
+            session.add(PositionRecord(**values))
+            parent.quantity -= quantity_closed
+            parent.entry_commission -= child_commission
+            parent.max_loss -= child_max_loss
+            parent.closed_fraction_tiers = tiers_done
+            session.flush()
+            return child
+
+    def position(self, position_id: str) -> Position | None:
+        with self._read() as session:
+            row = session.get(PositionRecord, position_id)
+            return None if row is None else self._position(row)
+
+    def open_positions(self, system: SystemName | None = None) -> list[Position]:
+        stmt = (
+            select(PositionRecord)
+            .where(PositionRecord.status == PositionStatus.OPEN)
+            .order_by(PositionRecord.opened_at, PositionRecord.position_id)
+        )
+        if system is not None:
+            stmt = stmt.where(PositionRecord.system == system)
+        with self._read() as session:
+            return [self._position(row) for row in session.scalars(stmt)]
+
+    def positions(
+        self, day: date | None = None, system: SystemName | None = None
+    ) -> list[Position]:
+        """Positions opened or closed on the New York ``day`` (all positions without a day)."""
+        stmt = select(PositionRecord).order_by(PositionRecord.opened_at, PositionRecord.position_id)
+        if day is not None:
+            stmt = stmt.where(
+                _on_day(PositionRecord.opened_at, day) | _on_day(PositionRecord.closed_at, day)
+            )
+        if system is not None:
+            stmt = stmt.where(PositionRecord.system == system)
+        with self._read() as session:
+            return [self._position(row) for row in session.scalars(stmt)]
+
+    # -- risk events and trading state --------------------------------------------------------
+
+    def record_risk_event(
+        self,
+        kind: str,
+        severity: str,
+        message: str,
+        at: datetime,
+        system: SystemName | None = None,
+    ) -> None:
+        """Append a risk event (``system`` None = account-wide)."""
+        require_aware(at, "at")
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+        with self._write() as session:
+            session.add(
+                RiskEventRecord(
+                    system=None if system is None else SystemName(system),
+                    at=at,
+                    kind=kind,
+                    severity=severity,
+                    message=message,
+                )
+            )
+
+    def risk_events(
+        self, day: date | None = None, kinds: Iterable[str] | None = None
+    ) -> list[RiskEventRow]:
+        stmt = select(RiskEventRecord).order_by(RiskEventRecord.at, RiskEventRecord.id)
+        if day is not None:
+            stmt = stmt.where(_on_day(RiskEventRecord.at, day))
+        if kinds is not None:
+            stmt = stmt.where(RiskEventRecord.kind.in_(list(kinds)))
+        with self._read() as session:
+            return [
+                RiskEventRow(
+                    at=row.at,
+                    system=row.system,
+                    kind=row.kind,
+                    severity=row.severity,
+                    message=row.message,
+                )
+                for row in session.scalars(stmt)
+            ]
+
+    def set_trading_state(
+        self, state: TradingState, reason: str, at: datetime, manual: bool
+    ) -> None:
+        """Append a trading-state row; the latest row is the current state."""
+        require_aware(at, "at")
+        with self._write() as session:
+            session.add(
+                TradingStateRecord(at=at, state=TradingState(state), manual=manual, reason=reason)
+            )
+
+    def trading_state(self) -> TradingStateRow | None:
+        """The latest trading-state row (by time, then insertion), None if never set."""
+        stmt = (
+            select(TradingStateRecord)
+            .order_by(TradingStateRecord.at.desc(), TradingStateRecord.id.desc())
+            .limit(1)
+        )
+        with self._read() as session:
+            row = session.scalars(stmt).first()
+            if row is None:
+                return None
+            return TradingStateRow(state=row.state, manual=row.manual, reason=row.reason, at=row.at)
+
+    # -- P&L --------------------------------------------------------------------------------
+
+    def record_pnl_mark(
+        self, system: SystemName, at: datetime, realized: Decimal, unrealized: Decimal
+    ) -> None:
+        require_aware(at, "at")
+        with self._write() as session:
+            session.add(
+                PnlMarkRecord(
+                    system=SystemName(system), at=at, realized=realized, unrealized=unrealized
+                )
+            )
+
+    def pnl_marks(self, day: date, system: SystemName | None = None) -> list[PnlMark]:
+        stmt = (
+            select(PnlMarkRecord)
+            .where(_on_day(PnlMarkRecord.at, day))
+            .order_by(PnlMarkRecord.at, PnlMarkRecord.id)
+        )
+        if system is not None:
+            stmt = stmt.where(PnlMarkRecord.system == system)
+        with self._read() as session:
+            return [
+                PnlMark(
+                    system=row.system, at=row.at, realized=row.realized, unrealized=row.unrealized
+                )
+                for row in session.scalars(stmt)
+            ]
+
+    def upsert_daily_pnl(
+        self,
+        day: date,
+        system: SystemName,
+        realized: Decimal,
+        unrealized: Decimal,
+        commissions: Decimal,
+        trades: int,
+    ) -> None:
+        values = {
+            "day": day,
+            "system": SystemName(system),
+            "realized": realized,
+            "unrealized": unrealized,
+            "commissions": commissions,
+            "trades": trades,
+        }
+        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
+        stmt = insert(DailyPnlRecord).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[DailyPnlRecord.day, DailyPnlRecord.system],
+            set_={
+                "realized": stmt.excluded.realized,
+                "unrealized": stmt.excluded.unrealized,
+                "commissions": stmt.excluded.commissions,
+                "trades": stmt.excluded.trades,
+            },
+        )
+        with self._write() as session:
+            session.execute(stmt)
+
+    def daily_pnl(self, day: date) -> list[DailyPnlRow]:
+        stmt = (
+            select(DailyPnlRecord).where(DailyPnlRecord.day == day).order_by(DailyPnlRecord.system)
+        )
+        with self._read() as session:
+            return [
+                DailyPnlRow(
+                    day=row.day,
+                    system=row.system,
+                    realized=row.realized,
+                    unrealized=row.unrealized,
+                    commissions=row.commissions,
+                    trades=row.trades,
+                )
+                for row in session.scalars(stmt)
+            ]

@@ -1,0 +1,221 @@
+"""Chain analysis: quote sanity, implied vol and delta per row, liquidity filters, selection.
+
+Greeks and IV come from our own kernel (``core.pricing``) from bid/ask mids with intraday time to
+expiry; vendor greeks are never needed. A row with a bad quote (NaN, zero, negative, crossed) is
+never selected and its reason is kept, so callers can log what was skipped and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from core.marketdata import BoolArray, ChainSnapshot, FloatArray
+from core.models import OptionContract, Right, Side, Spread, to_cents
+from core.pricing import IVStatus, bs_delta, implied_vol, year_fraction
+
+
+class ChainError(ValueError):
+    """The chain cannot support the requested selection (no liquid contract, no ATM pair, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidityRules:
+    """STRATEGIES.md: bid > 0, spread <= max(0.10, 15% of mid), OI >= 100 where the feed has it."""
+
+    min_bid: float = 0.0
+    max_spread_abs: float = 0.10
+    max_spread_frac: float = 0.15
+    min_open_interest: int = 100
+
+
+def quote_problems(snapshot: ChainSnapshot) -> list[str]:
+    """Per row: "" for a sane two-sided quote, else the reason the row must be skipped."""
+    return [
+        quote_problem(bid, ask)
+        for bid, ask in zip(snapshot.bid.tolist(), snapshot.ask.tolist(), strict=True)
+    ]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ChainAnalysis:
+    snapshot: ChainSnapshot
+    t: float
+    iv: FloatArray
+    delta: FloatArray
+    problems: tuple[str, ...]
+    liquid: BoolArray
+
+    @property
+    def valid(self) -> BoolArray:
+        """Rows with a sane quote and a solved implied vol."""
+        ok: BoolArray = np.array([p == "" for p in self.problems], dtype=np.bool_)
+        return ok
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return [
+            (self.snapshot.contract(i).symbol, reason)
+            for i, reason in enumerate(self.problems)
+            if reason
+        ]
+
+    def atm_index(self, right: Right) -> int:
+        """Valid row of ``right`` with the strike nearest spot."""
+        want_call = right is Right.CALL
+        mask = self.valid & (self.snapshot.is_call == want_call)
+        if not mask.any():
+            raise ChainError(f"{self.snapshot.underlying}: no valid {right.name.lower()} quotes")
+        dist = np.where(mask, np.abs(self.snapshot.strikes - self.snapshot.spot), np.inf)
+        return int(np.argmin(dist))
+
+    def atm_straddle_mid(self) -> float:
+        """Mid of call + put at the strike nearest spot (both must have sane quotes)."""
+        mids = self.snapshot.mid
+        call = self.atm_index(Right.CALL)
+        put = self.strike_index(Right.PUT, float(self.snapshot.strikes[call]), require_liquid=False)
+        if put is None:
+            raise ChainError(f"{self.snapshot.underlying}: no valid ATM put to price a straddle")
+        return float(mids[call] + mids[put])
+
+    def implied_move(self) -> float:
+        """ATM straddle mid / spot: the market's expected move to expiry as a fraction."""
+        return self.atm_straddle_mid() / self.snapshot.spot
+
+    def atm_iv(self) -> float:
+        call = self.atm_index(Right.CALL)
+        put = self.atm_index(Right.PUT)
+        return float((self.iv[call] + self.iv[put]) / 2.0)
+
+    def select_by_delta(self, right: Right, target_abs_delta: float) -> int | None:
+        """Liquid row of ``right`` whose |delta| is nearest the target, or None if none is liquid."""
+        want_call = self.snapshot.is_call == (right is Right.CALL)
+        mask = self.liquid & want_call
+        if not mask.any():
+            return None
+        dist = np.where(mask, np.abs(np.abs(self.delta) - target_abs_delta), np.inf)
+        return int(np.argmin(dist))
+
+    def strike_index(self, right: Right, strike: float, require_liquid: bool = True) -> int | None:
+        """Row listed at exactly ``strike`` for ``right`` with a sane (optionally liquid) quote."""
+        want_call = self.snapshot.is_call == (right is Right.CALL)
+        usable = self.liquid if require_liquid else self.valid
+        hits = np.nonzero(usable & want_call & (np.abs(self.snapshot.strikes - strike) < 1e-6))[0]
+        return int(hits[0]) if hits.size else None
+
+    def contract(self, i: int) -> OptionContract:
+        return self.snapshot.contract(i)
+
+
+def analyze_chain(
+    snapshot: ChainSnapshot,
+    expiry_close: datetime,
+    rules: LiquidityRules,
+    rate: float = 0.0,
+    dividend_yield: float = 0.0,
+) -> ChainAnalysis:
+    """Implied vol and delta from mids for every sane row; liquidity flags per STRATEGIES.md."""
+    t = year_fraction(snapshot.at, expiry_close)
+    problems = quote_problems(snapshot)
+    sane: BoolArray = np.array([p == "" for p in problems], dtype=np.bool_)
+    mid = np.where(sane, snapshot.mid, np.nan)
+    solved = implied_vol(
+        np.where(sane, mid, 0.0),
+        snapshot.spot,
+        snapshot.strikes,
+        t,
+        snapshot.is_call,
+        rate,
+        dividend_yield,
+    )
+    status_ok = solved.status == IVStatus.OK
+    for i in np.nonzero(sane & ~status_ok)[0].tolist():
+        problems[i] = f"no implied vol for mid {mid[i]:.4f}: {IVStatus(int(solved.status[i])).name}"
+    ok = sane & status_ok
+    iv = np.where(ok, solved.iv, np.nan)
+    delta = np.where(
+        ok,
+        bs_delta(
+            snapshot.spot,
+            snapshot.strikes,
+            t,
+            np.where(ok, iv, 0.2),
+            snapshot.is_call,
+            rate,
+            dividend_yield,
+        ),
+        np.nan,
+    )
+    spread = snapshot.ask - snapshot.bid
+    max_spread = np.maximum(rules.max_spread_abs, rules.max_spread_frac * mid)
+    oi = snapshot.open_interest
+    oi_ok = (oi < 0) | (oi >= rules.min_open_interest)
+    liquid: npt.NDArray[np.bool_] = (
+        ok & (snapshot.bid > rules.min_bid) & (spread <= max_spread + 1e-12) & oi_ok
+    )
+    return ChainAnalysis(
+        snapshot=snapshot,
+        t=t,
+        iv=iv,
+        delta=delta,
+        problems=tuple(problems),
+        liquid=liquid,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ComboQuote:
+    """Net quote of a structure as opened: ``ask`` is what buying it costs now (the natural)."""
+
+    bid: Decimal
+    ask: Decimal
+
+    @property
+    def mid(self) -> Decimal:
+        return to_cents((self.bid + self.ask) / 2)
+
+
+def combo_quote(snapshots: Mapping[tuple[str, date], ChainSnapshot], spread: Spread) -> ComboQuote:
+    """Combo bid/ask from leg quotes: long legs at ask/bid, short legs at bid/ask.
+
+    ``snapshots`` is keyed by (underlying, expiry). Raises ChainError when a leg is unlisted or its
+    quote is not sane.
+    """
+    bid = Decimal("0")
+    ask = Decimal("0")
+    for leg in spread.legs:
+        snap = snapshots.get((leg.contract.underlying, leg.contract.expiry))
+        if snap is None:
+            raise ChainError(f"no chain for {leg.contract.underlying} {leg.contract.expiry}")
+        i = snap.index_of(leg.contract)
+        if i is None:
+            raise ChainError(f"{leg.contract.symbol} is not listed")
+        problem = quote_problem(float(snap.bid[i]), float(snap.ask[i]))
+        if problem:
+            raise ChainError(f"{leg.contract.symbol}: {problem}")
+        leg_bid = Decimal(str(round(float(snap.bid[i]), 4))) * leg.ratio
+        leg_ask = Decimal(str(round(float(snap.ask[i]), 4))) * leg.ratio
+        if leg.side is Side.BUY:
+            bid += leg_bid
+            ask += leg_ask
+        else:
+            bid -= leg_ask
+            ask -= leg_bid
+    return ComboQuote(bid=bid, ask=ask)
+
+
+def quote_problem(bid: float, ask: float) -> str:
+    """The problem of one (bid, ask) pair, "" if it is a sane two-sided quote."""
+    if not (np.isfinite(bid) and np.isfinite(ask)):
+        return "non-finite quote (NaN/inf)"
+    if bid < 0 or ask < 0:
+        return f"negative quote bid={bid} ask={ask}"
+    if ask == 0:
+        return "zero ask"
+    if bid > ask:
+        return f"crossed quote bid={bid} > ask={ask}"
+    return ""

@@ -1,0 +1,222 @@
+"""The order path: persist the intent, submit once, walk the limit, record fills and positions.
+
+Plain functions (no Prefect import) so they can be driven from a task, a test, or a subprocess that
+a test kills. ``tasks.trading`` wraps them as Prefect tasks.
+
+Invariants:
+* the intent row (unique client_order_id) is written *before* any broker call;
+* before submitting, the broker is asked for that client_order_id; an order found is adopted, so a
+  retry or a rerun after a crash never places the same intent twice;
+* a broker rejection marks the intent REJECTED with the broker's reason and counts as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from adapters.ports import Broker, BrokerError, Clock
+from adapters.store import TradeStore
+from core.models import (
+    BrokerOrder,
+    IntentAction,
+    IntentStatus,
+    OrderIntent,
+    OrderStatus,
+    Position,
+    SignalKind,
+)
+from core.orders import WalkRules, walk_prices
+
+log = logging.getLogger("dte.orders")
+
+ERROR_KINDS = ("order_rejected", "order_error")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    client_order_id: str
+    status: IntentStatus
+    filled_quantity: int
+    fill_price: Decimal | None
+    reason: str
+    placed: bool  # True only if this call sent a new order to the broker
+
+
+def _record(
+    store: TradeStore, order: BrokerOrder, intent: OrderIntent, at: datetime, note: str
+) -> None:
+    store.record_order(order, intent.system, at, note)
+
+
+def _settle(
+    store: TradeStore,
+    broker: Broker,
+    intent: OrderIntent,
+    order: BrokerOrder,
+    signal_kind: SignalKind,
+    now: datetime,
+) -> ExecutionResult:
+    """Record fills of a (fully or partly) filled order and apply them to positions."""
+    fills = [
+        f
+        for f in broker.executions(intent.created_at - timedelta(days=1))
+        if f.client_order_id == intent.client_order_id
+    ]
+    for fill in fills:
+        store.record_fill(fill, intent.system)
+    qty = sum(f.quantity for f in fills)
+    if qty == 0:
+        reason = order.reason or "unfilled at the worst price"
+        store.set_intent_status(
+            intent.client_order_id, IntentStatus.CANCELLED, reason, order.broker_order_id
+        )
+        return ExecutionResult(
+            intent.client_order_id, IntentStatus.CANCELLED, 0, None, reason, False
+        )
+    price = sum((f.price * f.quantity for f in fills), Decimal("0")) / qty
+    commission = sum((f.commission for f in fills), Decimal("0"))
+    at = max(f.at for f in fills)
+    if intent.action is IntentAction.OPEN:
+        if store.position(intent.client_order_id) is None:
+            per_unit = intent.max_loss / intent.quantity
+            store.open_position(
+                Position(
+                    position_id=intent.client_order_id,
+                    system=intent.system,
+                    signal_kind=signal_kind,
+                    spread=intent.spread,
+                    quantity=qty,
+                    entry_price=price,
+                    opened_at=at,
+                    max_loss=per_unit * qty,
+                    entry_commission=commission,
+                ),
+                intent.client_order_id,
+            )
+    else:
+        assert intent.position_id is not None
+        pos = store.position(intent.position_id)
+        if pos is not None and pos.status.value == "OPEN":
+            if qty >= pos.quantity:
+                store.close_position(pos.position_id, price, commission, at, intent.client_order_id)
+            else:
+                store.reduce_position(
+                    pos.position_id,
+                    qty,
+                    price,
+                    commission,
+                    at,
+                    intent.client_order_id,
+                    pos.closed_fraction_tiers + 1,
+                )
+    status = IntentStatus.FILLED if order.status is OrderStatus.FILLED else IntentStatus.CANCELLED
+    reason = "" if status is IntentStatus.FILLED else f"partially filled {qty}/{intent.quantity}"
+    store.set_intent_status(intent.client_order_id, status, reason, order.broker_order_id)
+    log.info(
+        "%s %s %s x%d @ %s",
+        intent.client_order_id,
+        status.value,
+        intent.spread.describe(),
+        qty,
+        price,
+    )
+    return ExecutionResult(intent.client_order_id, status, qty, price, reason, False)
+
+
+def execute_intent(
+    intent: OrderIntent,
+    broker: Broker,
+    store: TradeStore,
+    clock: Clock,
+    walk: WalkRules,
+    signal_kind: SignalKind,
+    after_persist: Callable[[OrderIntent], None] | None = None,
+) -> ExecutionResult:
+    """Run one intent to a terminal state. Safe to call again for the same intent at any point."""
+    cid = intent.client_order_id
+    stored = store.intent_by_client_id(cid)
+    if stored is None:
+        store.save_intent(intent)
+    elif stored.status.is_terminal:
+        return ExecutionResult(cid, stored.status, 0, None, stored.status_reason, False)
+    else:
+        intent = stored.intent  # the persisted intent wins over a re-derived one
+    if after_persist is not None:
+        after_persist(intent)
+
+    placed = False
+    order = broker.find(cid)
+    if order is None:
+        try:
+            order = broker.submit(intent)
+            placed = True
+        except BrokerError as exc:
+            store.set_intent_status(cid, IntentStatus.REJECTED, exc.reason)
+            store.record_risk_event(
+                "order_rejected",
+                "warning",
+                f"{cid} {intent.spread.describe()}: {exc.reason}",
+                clock.now(),
+                intent.system,
+            )
+            log.warning("%s rejected: %s", cid, exc.reason)
+            return ExecutionResult(cid, IntentStatus.REJECTED, 0, None, exc.reason, False)
+        _record(store, order, intent, clock.now(), "submitted")
+    store.set_intent_status(cid, IntentStatus.SUBMITTED, "", order.broker_order_id)
+
+    step = walk.step_seconds if intent.action is IntentAction.OPEN else walk.exit_step_seconds
+    prices = walk_prices(intent.limit_price, intent.worst_price, walk.steps)
+    # resume the walk where it stood: the next price beyond the order's current limit
+    if intent.action is IntentAction.OPEN:
+        remaining = [p for p in prices if p > order.limit_price]
+    else:
+        remaining = [p for p in prices if p < order.limit_price]
+    for price in [*remaining, None]:
+        if order.status is not OrderStatus.WORKING:
+            break
+        clock.sleep_until(clock.now() + timedelta(seconds=step))
+        current = broker.find(cid)
+        if current is None:
+            raise BrokerError(f"broker lost order {cid}")
+        order = current
+        if order.status is not OrderStatus.WORKING:
+            break
+        if price is None:
+            order = broker.cancel(cid)
+            _record(store, order, intent, clock.now(), "cancelled at worst price")
+            break
+        try:
+            order = broker.modify(cid, price)
+        except BrokerError as exc:
+            store.record_risk_event(
+                "order_error", "warning", f"{cid} modify: {exc.reason}", clock.now(), intent.system
+            )
+            order = broker.cancel(cid)
+            break
+        _record(store, order, intent, clock.now(), f"limit {price}")
+
+    if order.status is OrderStatus.REJECTED:
+        store.set_intent_status(cid, IntentStatus.REJECTED, order.reason, order.broker_order_id)
+        store.record_risk_event(
+            "order_rejected", "warning", f"{cid}: {order.reason}", clock.now(), intent.system
+        )
+        return ExecutionResult(cid, IntentStatus.REJECTED, 0, None, order.reason, placed)
+    _record(store, order, intent, clock.now(), order.status.value.lower())
+    result = _settle(store, broker, intent, order, signal_kind, clock.now())
+    return ExecutionResult(
+        result.client_order_id,
+        result.status,
+        result.filled_quantity,
+        result.fill_price,
+        result.reason
+        or ("unfilled at worst price" if result.status is IntentStatus.CANCELLED else ""),
+        placed,
+    )
+
+
+def errors_today(store: TradeStore, day: date) -> int:
+    return len(store.risk_events(day=day, kinds=ERROR_KINDS))

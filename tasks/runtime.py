@@ -1,0 +1,74 @@
+"""Build the adapters a flow run needs, from plain parameters (no state survives between runs).
+
+Development mode: the seeded simulator, a simulated clock, the paper broker and the SQL ledger.
+Everything a flow needs is rebuilt from its parameters, so a deployed run, a retry and the demo all
+see the same market for the same (date, seed).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+
+from adapters.clock import SimClock, WallClock
+from adapters.paper import PaperBroker, paper_url_for
+from adapters.ports import Broker, Clock, MarketData
+from adapters.simulator import SimulatedMarket
+from adapters.store import TradeStore
+from core.calendar import NY, Session, session
+from core.models import RiskLimits, TradingMode
+from systems.smart0dte.config import DEFAULT as SMART_DEFAULT
+from systems.smart0dte.config import Smart0DTEConfig
+
+DEFAULT_DB_URL = "sqlite:///var/dte.db"
+
+
+def database_url(explicit: str | None = None) -> str:
+    """Explicit URL, else $DTE_DATABASE_URL, else the embedded SQLite file ``./var/dte.db``."""
+    return explicit or os.environ.get("DTE_DATABASE_URL") or DEFAULT_DB_URL
+
+
+@dataclass
+class Runtime:
+    mode: TradingMode
+    session: Session
+    clock: Clock
+    market: MarketData
+    broker: Broker
+    store: TradeStore
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    smart: Smart0DTEConfig = SMART_DEFAULT
+
+    def close(self) -> None:
+        self.store.dispose()
+        dispose = getattr(self.broker, "dispose", None)
+        if callable(dispose):
+            dispose()
+
+
+def build_runtime(
+    day: date,
+    seed: int,
+    start: time,
+    speed: float = 0.0,
+    db_url: str | None = None,
+    mode: TradingMode = TradingMode.DEVELOPMENT,
+    simulated: bool = True,
+) -> Runtime:
+    """Adapters for one flow run. ``start`` is the simulated wall time the run begins at."""
+    if mode is not TradingMode.DEVELOPMENT:
+        raise NotImplementedError(
+            f"mode {mode.value} needs the IBKR and Polygon adapters (not in this build): "
+            "use development"
+        )
+    sess = session(day)
+    url = database_url(db_url)
+    store = TradeStore(url)
+    store.migrate()
+    market = SimulatedMarket(seed)
+    clock: Clock = (
+        SimClock(datetime.combine(day, start, tzinfo=NY), speed) if simulated else WallClock()
+    )
+    broker: Broker = PaperBroker(market, clock, paper_url_for(url))
+    return Runtime(mode=mode, session=sess, clock=clock, market=market, broker=broker, store=store)

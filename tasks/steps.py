@@ -1,0 +1,157 @@
+"""Prefect task wrappers around the trading steps: one adapter call or one pure step each.
+
+Inputs include live adapters, so no task is cached (``NO_CACHE``). Retrying a step is safe: the
+order path is idempotent by client_order_id.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from core.calendar import NY
+from core.models import SystemName, TradingMode, TradingState
+from tasks import trading
+from tasks.report import write_report
+from tasks.runtime import Runtime, build_runtime
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except Exception:  # outside a run (plain function call in a test)
+        return logging.getLogger("dte.steps")
+
+
+@task(name="build-runtime", cache_policy=NO_CACHE)
+def prepare(
+    day: date, seed: int, start: time, speed: float, db_url: str | None, mode: str
+) -> Runtime:
+    return build_runtime(day, seed, start, speed, db_url, TradingMode(mode))
+
+
+@task(name="reconcile", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def reconcile(rt: Runtime) -> dict[str, Any]:
+    """Resume non-terminal intents, then compare broker positions with the ledger."""
+    recovered = trading.recover(rt)
+    problems = trading.reconcile(rt)
+    for p in problems:
+        _logger().warning("reconciliation mismatch: %s", p)
+    return {"recovered": len(recovered), "mismatches": problems}
+
+
+@task(name="start-session", cache_policy=NO_CACHE)
+def start_session(rt: Runtime) -> str:
+    return trading.start_session(rt).value
+
+
+@task(name="scan-candidates", cache_policy=NO_CACHE)
+def scan(rt: Runtime) -> list[dict[str, Any]]:
+    """Which underlyings list a same-day expiry, their implied move and ATM IV, and the regime."""
+    from systems.smart0dte.signals import classify_regime
+
+    obs = trading.observe(rt, rt.clock.now())
+    regime = classify_regime(obs.vix_last, rt.smart.regime).value
+    rows: list[dict[str, Any]] = []
+    for sym, view in obs.views.items():
+        row: dict[str, Any] = {
+            "underlying": sym,
+            "spot": round(view.last, 2),
+            "prior_close": round(view.prior_close, 2),
+            "vix": round(obs.vix_last, 2),
+            "regime": regime,
+        }
+        if view.analysis is None:
+            row.update(same_day_expiry=False, note=view.unavailable)
+        else:
+            row.update(
+                same_day_expiry=True,
+                implied_move_pct=round(100 * view.analysis.implied_move(), 3),
+                atm_iv_pct=round(100 * view.analysis.atm_iv(), 1),
+                liquid_contracts=int(view.analysis.liquid.sum()),
+                skipped_quotes=len(view.analysis.skipped()),
+                note="",
+            )
+        rows.append(row)
+    create_table_artifact(key="market-open-candidates", table=rows, description="09:35 scan")
+    return rows
+
+
+@task(name="intraday-iteration", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=0)
+def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
+    """One loop iteration: observe, exits, risk, entries. Exits run even when entries may not."""
+    obs = trading.observe(rt, at)
+    exits = trading.manage_exits(rt, obs)
+    change = trading.update_risk(rt, obs)
+    plan = None
+    entries: list[Any] = []
+    if change.state is TradingState.ACTIVE:
+        plan, entries = trading.enter(rt, obs)
+    return {
+        "at": at.isoformat(),
+        "state": change.state.value,
+        "signals": len(plan.signals) if plan else 0,
+        "entries": [(r.client_order_id, r.status.value) for r in entries],
+        "exits": [(r.client_order_id, r.status.value) for r in exits],
+        "skipped_quotes": len(obs.skipped_quotes),
+    }
+
+
+@task(name="closeout", cache_policy=NO_CACHE)
+def closeout(rt: Runtime, attempts: int = 3) -> dict[str, Any]:
+    """Flatten every Smart-0DTE position with marketable limits; retry with fresh quotes."""
+    log = _logger()
+    for attempt in range(1, attempts + 1):
+        open_now = rt.store.open_positions(SystemName.SMART0DTE)
+        if not open_now:
+            break
+        log.info("close-out attempt %d: %d positions", attempt, len(open_now))
+        trading.flatten(rt, "closeout: 0DTE book must be flat", systems=[SystemName.SMART0DTE])
+        rt.clock.sleep_until(rt.clock.now() + timedelta(seconds=5))
+    left = rt.store.open_positions(SystemName.SMART0DTE)
+    broker_0dte = [
+        bp
+        for bp in rt.broker.positions()
+        if bp.contract.expiry == rt.session.day and bp.contract.underlying in rt.smart.underlyings
+    ]
+    flat = not left and not broker_0dte
+    now = rt.clock.now()
+    if flat:
+        rt.store.record_risk_event(
+            "eod_flat", "info", f"0DTE book flat at {now.astimezone(NY):%H:%M:%S}", now
+        )
+    else:
+        rt.store.record_risk_event(
+            "eod_not_flat",
+            "critical",
+            f"{len(left)} ledger positions and {len(broker_0dte)} broker legs still open",
+            now,
+        )
+    return {"flat": flat, "ledger_open": len(left), "broker_legs": len(broker_0dte)}
+
+
+@task(name="kill", cache_policy=NO_CACHE)
+def kill(rt: Runtime, reason: str) -> dict[str, Any]:
+    now = rt.clock.now()
+    rt.store.set_trading_state(TradingState.HALTED, f"kill switch: {reason}", now, manual=True)
+    rt.store.record_risk_event("kill_switch", "critical", reason, now)
+    results = trading.flatten(rt, f"kill: {reason}")
+    return {"closed": [(r.client_order_id, r.status.value) for r in results]}
+
+
+@task(name="eod-report", cache_policy=NO_CACHE)
+def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
+    md, chart, summary = write_report(rt.store, rt.session, Path(out_dir))
+    create_markdown_artifact(
+        key="eod-report", markdown=md.read_text(encoding="utf-8"), description=str(md)
+    )
+    create_table_artifact(
+        key="eod-summary", table=[{"metric": k, "value": v} for k, v in summary.as_rows()]
+    )
+    return {"markdown": str(md), "chart": str(chart), "summary": dict(summary.as_rows())}

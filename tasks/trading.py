@@ -1,0 +1,415 @@
+"""One step each: observe the market, manage exits, update risk, enter, close out, kill.
+
+These are plain functions taking a ``Runtime``; ``tasks.steps`` wraps them as Prefect tasks. The
+strategy decisions are pure (``systems.smart0dte.strategy``); this module does the I/O around them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from adapters.ports import MarketDataError
+from core.calendar import session
+from core.chains import ChainError, analyze_chain, combo_quote
+from core.exits import ExitReason
+from core.marketdata import ChainSnapshot
+from core.models import (
+    IntentAction,
+    IntentStatus,
+    OrderIntent,
+    Position,
+    RiskLimits,
+    SignalKind,
+    SystemName,
+    TradingState,
+)
+from core.orders import close_intent, open_intent
+from core.risk import RiskSnapshot, StateChange, check_intent, evaluate_state, exposures, loss_level
+from systems.smart0dte.signals import UnderlyingView
+from systems.smart0dte.strategy import BookEntry, IterationPlan, plan_entries, plan_exits
+from tasks.execution import ERROR_KINDS, ExecutionResult, execute_intent
+from tasks.runtime import Runtime
+
+log = logging.getLogger("dte.trading")
+SMART = SystemName.SMART0DTE
+
+
+@dataclass
+class Observation:
+    now: datetime
+    views: dict[str, UnderlyingView]
+    vix_last: float
+    vix_prior_close: float
+    snapshots: dict[tuple[str, date], ChainSnapshot]
+    skipped_quotes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def observe(rt: Runtime, now: datetime) -> Observation:
+    """Bars, same-day chains and VIX. A missing chain makes that underlying unavailable, no more."""
+    day = rt.session.day
+    cfg = rt.smart
+    views: dict[str, UnderlyingView] = {}
+    snapshots: dict[tuple[str, date], ChainSnapshot] = {}
+    skipped: list[tuple[str, str]] = []
+    for und in cfg.underlyings:
+        bars = rt.market.bars(und, rt.session.open, now)
+        if len(bars) == 0:
+            continue
+        prior = rt.market.prior_close(und, day)
+        unavailable = ""
+        analysis = None
+        try:
+            if day not in rt.market.expiries(und, day):
+                unavailable = f"{und} lists no expiry on {day.isoformat()}"
+            else:
+                snap = rt.market.chain(und, day, now)
+                snapshots[(und, day)] = snap
+                analysis = analyze_chain(snap, session(day).close, cfg.liquidity)
+                skipped += analysis.skipped()
+        except (MarketDataError, ChainError, ValueError) as exc:
+            unavailable = f"{type(exc).__name__}: {exc}"
+            analysis = None
+        if unavailable:
+            log.warning("%s unavailable at %s: %s", und, now.strftime("%H:%M"), unavailable)
+        views[und] = UnderlyingView(und, bars, prior, analysis, unavailable)
+    vix_last = rt.market.last_price(cfg.vix_symbol, now)
+    vix_prior = rt.market.prior_close(cfg.vix_symbol, day)
+    return Observation(now, views, vix_last, vix_prior, snapshots, skipped)
+
+
+def marks(
+    rt: Runtime, positions: Iterable[Position], obs: Observation | None
+) -> dict[str, Decimal]:
+    """Net mid of every position that can be quoted now (position_id -> value)."""
+    now = rt.clock.now()
+    snaps = dict(obs.snapshots) if obs is not None else {}
+    out: dict[str, Decimal] = {}
+    for pos in positions:
+        key = (pos.spread.underlying, pos.spread.expiry)
+        try:
+            if key not in snaps:
+                snaps[key] = rt.market.chain(key[0], key[1], now)
+            out[pos.position_id] = combo_quote(snaps, pos.spread).mid
+        except (MarketDataError, ChainError) as exc:
+            log.warning("no mark for %s: %s", pos.position_id, exc)
+    return out
+
+
+def daily_pnl(rt: Runtime, open_marks: dict[str, Decimal]) -> tuple[Decimal, Decimal]:
+    """(realised today after all commissions, unrealised of open positions after entry costs)."""
+    day = rt.session.day
+    realized = sum(
+        (p.realized() for p in rt.store.positions(day=day) if p.status.value == "CLOSED"),
+        Decimal("0"),
+    )
+    unrealized = Decimal("0")
+    for pos in rt.store.open_positions():
+        value = open_marks.get(pos.position_id)
+        if value is not None:
+            unrealized += pos.unrealized(value) - pos.entry_commission
+    return realized, unrealized
+
+
+def current_state(rt: Runtime) -> TradingState:
+    row = rt.store.trading_state()
+    return TradingState.ACTIVE if row is None else row.state
+
+
+def _close_position(
+    rt: Runtime, pos: Position, quantity: int, reason: str, marketable: bool
+) -> ExecutionResult:
+    attempts = [
+        i
+        for i in rt.store.intents(day=rt.session.day, system=pos.system)
+        if i.intent.position_id == pos.position_id
+    ]
+    snaps: dict[tuple[str, date], ChainSnapshot] = {}
+    now = rt.clock.now()
+    key = (pos.spread.underlying, pos.spread.expiry)
+    snaps[key] = rt.market.chain(key[0], key[1], now)
+    quote = combo_quote(snaps, pos.spread)
+    intent = close_intent(
+        pos.system,
+        pos.position_id,
+        pos.spread,
+        quantity,
+        quote,
+        now,
+        reason,
+        marketable,
+        rt.smart.walk,
+        attempt=len(attempts),
+    )
+    return execute_intent(intent, rt.broker, rt.store, rt.clock, rt.smart.walk, pos.signal_kind)
+
+
+def manage_exits(rt: Runtime, obs: Observation) -> list[ExecutionResult]:
+    positions = rt.store.open_positions(SMART)
+    if not positions:
+        return []
+    current = marks(rt, positions, obs)
+    results = []
+    for pos, decision in plan_exits(positions, current, obs.now, rt.session, rt.smart):
+        marketable = decision.reason is ExitReason.CLOSEOUT
+        try:
+            results.append(
+                _close_position(
+                    rt,
+                    pos,
+                    decision.quantity,
+                    f"{decision.reason.value}: {decision.detail}",
+                    marketable,
+                )
+            )
+        except (MarketDataError, ChainError) as exc:
+            rt.store.record_risk_event(
+                "order_error",
+                "warning",
+                f"cannot quote exit of {pos.position_id}: {exc}",
+                obs.now,
+                SMART,
+            )
+    return results
+
+
+def update_risk(rt: Runtime, obs: Observation | None) -> StateChange:
+    """Mark to market, record the P&L point, escalate the trading state; flatten on HALT."""
+    now = rt.clock.now()
+    day = rt.session.day
+    open_positions = rt.store.open_positions()
+    current_marks = marks(rt, open_positions, obs)
+    realized, unrealized = daily_pnl(rt, current_marks)
+    total = realized + unrealized
+    for system in (SystemName.SMART0DTE,):
+        rt.store.record_pnl_mark(system, now, realized, unrealized)
+    errors = len(rt.store.risk_events(day=day, kinds=ERROR_KINDS))
+    before = current_state(rt)
+    change = evaluate_state(before, total, errors, rt.limits)
+    if change.changed_from(before):
+        reason = "; ".join(change.reasons)
+        rt.store.set_trading_state(change.state, reason, now, manual=False)
+        rt.store.record_risk_event(
+            f"state_{change.state.value.lower()}",
+            "critical",
+            f"{before.value} -> {change.state.value}: {reason}",
+            now,
+        )
+        log.warning("trading state %s -> %s: %s", before.value, change.state.value, reason)
+    if change.alert and not rt.store.risk_events(day=day, kinds=("daily_loss_alert",)):
+        rt.store.record_risk_event(
+            "daily_loss_alert",
+            "warning",
+            f"daily P&L {total:.2f} reached {loss_level(total, rt.limits).value} level "
+            f"(max daily loss {rt.limits.max_daily_loss})",
+            now,
+        )
+    if change.flatten:
+        flatten(rt, "risk: daily loss at halt level")
+    return change
+
+
+def flatten(
+    rt: Runtime, reason: str, systems: Iterable[SystemName] | None = None
+) -> list[ExecutionResult]:
+    """Close every open position (of ``systems``) with marketable limits."""
+    wanted = set(systems) if systems is not None else None
+    results = []
+    for pos in rt.store.open_positions():
+        if wanted is not None and pos.system not in wanted:
+            continue
+        try:
+            results.append(_close_position(rt, pos, pos.quantity, reason, marketable=True))
+        except (MarketDataError, ChainError) as exc:
+            rt.store.record_risk_event(
+                "order_error",
+                "critical",
+                f"cannot flatten {pos.position_id}: {exc}",
+                rt.clock.now(),
+                pos.system,
+            )
+    return results
+
+
+def _book(rt: Runtime) -> list[BookEntry]:
+    day = rt.session.day
+    kinds = {s.signal_id: s.kind for s in rt.store.signals(day=day, system=SMART)}
+    book = [
+        BookEntry(p.underlying, p.signal_kind, p.opened_at, is_open=True)
+        for p in rt.store.open_positions(SMART)
+    ]
+    for stored in rt.store.intents(day=day, system=SMART):
+        intent = stored.intent
+        if intent.action is IntentAction.OPEN and intent.signal_id in kinds:
+            book.append(
+                BookEntry(
+                    intent.spread.underlying, kinds[intent.signal_id], intent.created_at, False
+                )
+            )
+    return book
+
+
+def risk_snapshot(rt: Runtime, total_pnl: Decimal) -> RiskSnapshot:
+    pending = [
+        s.intent
+        for s in rt.store.intents(
+            day=rt.session.day, statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)
+        )
+    ]
+    return RiskSnapshot(
+        state=current_state(rt),
+        daily_pnl=total_pnl,
+        exposures=exposures(rt.store.open_positions(), pending),
+        errors_today=len(rt.store.risk_events(day=rt.session.day, kinds=ERROR_KINDS)),
+    )
+
+
+def enter(rt: Runtime, obs: Observation) -> tuple[IterationPlan, list[ExecutionResult]]:
+    """Plan entries, check each against every account-wide control, execute the approved ones."""
+    plan = plan_entries(
+        obs.now,
+        rt.session,
+        obs.views,
+        obs.vix_last,
+        obs.vix_prior_close,
+        _book(rt),
+        rt.limits.max_position_size,
+        rt.smart,
+    )
+    for skip in plan.skips:
+        log.info("skip %s: %s", skip.underlying, skip.reason)
+    results: list[ExecutionResult] = []
+    if not plan.entries:
+        return plan, results
+    realized, unrealized = daily_pnl(rt, marks(rt, rt.store.open_positions(), obs))
+    for entry in plan.entries:
+        rt.store.record_signal(entry.signal)
+        intent = open_intent(
+            SMART,
+            entry.signal.signal_id,
+            entry.spread,
+            entry.quantity,
+            entry.quote,
+            obs.now,
+            entry.signal.reason,
+        )
+        decision = check_intent(intent, risk_snapshot(rt, realized + unrealized), rt.limits)
+        if not decision.approved:
+            deny(rt, intent, decision.reasons)
+            continue
+        results.append(
+            execute_intent(intent, rt.broker, rt.store, rt.clock, rt.smart.walk, entry.signal.kind)
+        )
+    return plan, results
+
+
+def deny(rt: Runtime, intent: OrderIntent, reasons: tuple[str, ...]) -> None:
+    if rt.store.save_intent(intent):
+        text = "; ".join(reasons)
+        rt.store.set_intent_status(intent.client_order_id, IntentStatus.DENIED, text)
+        rt.store.record_risk_event(
+            "intent_denied",
+            "info",
+            f"{intent.spread.describe()}: {text}",
+            intent.created_at,
+            intent.system,
+        )
+        log.info("denied %s: %s", intent.client_order_id, text)
+
+
+def signal_kind_of(rt: Runtime, intent: OrderIntent) -> SignalKind:
+    if intent.position_id is not None:
+        pos = rt.store.position(intent.position_id)
+        if pos is not None:
+            return pos.signal_kind
+    for sig in rt.store.signals(system=intent.system):
+        if sig.signal_id == intent.signal_id:
+            return sig.kind
+    return SignalKind.MOMENTUM if intent.system is SMART else SignalKind.ENSEMBLE
+
+
+def recover(rt: Runtime, limits: RiskLimits | None = None) -> list[ExecutionResult]:
+    """Resume every non-terminal intent: adopt what the broker has, submit what it never got.
+
+    An intent persisted but never submitted (crash between persist and submit) is submitted now,
+    once, if the market is still open for it; otherwise it is cancelled with a reason.
+    """
+    results = []
+    now = rt.clock.now()
+    for stored in rt.store.intents(statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)):
+        intent = stored.intent
+        at_broker = rt.broker.find(intent.client_order_id)
+        cutoff = rt.session.entry_cutoff(
+            rt.smart.entry_cutoff, rt.smart.entry_cutoff_before_close_minutes
+        )
+        stale = intent.created_at.date() != now.date() or (
+            intent.action is IntentAction.OPEN and now >= cutoff
+        )
+        if at_broker is None and stale:
+            rt.store.set_intent_status(
+                intent.client_order_id,
+                IntentStatus.CANCELLED,
+                "never reached the broker; stale after restart",
+            )
+            rt.store.record_risk_event(
+                "recovery",
+                "warning",
+                f"{intent.client_order_id} dropped: stale after restart",
+                now,
+                intent.system,
+            )
+            continue
+        rt.store.record_risk_event(
+            "recovery",
+            "warning",
+            f"resuming {intent.client_order_id} ({stored.status.value}, "
+            f"{'at broker' if at_broker else 'not at broker'})",
+            now,
+            intent.system,
+        )
+        results.append(
+            execute_intent(
+                intent, rt.broker, rt.store, rt.clock, rt.smart.walk, signal_kind_of(rt, intent)
+            )
+        )
+    return results
+
+
+def reconcile(rt: Runtime) -> list[str]:
+    """Compare broker positions with the ledger, contract by contract; mismatches are risk events."""
+    expected: dict[str, int] = {}
+    for pos in rt.store.open_positions():
+        for leg in pos.spread.legs:
+            sym = leg.contract.symbol
+            expected[sym] = expected.get(sym, 0) + leg.side.sign * leg.ratio * pos.quantity
+    actual = {bp.contract.symbol: bp.quantity for bp in rt.broker.positions()}
+    problems = []
+    for sym in sorted(set(expected) | set(actual)):
+        want, have = expected.get(sym, 0), actual.get(sym, 0)
+        if want != have:
+            problems.append(f"{sym}: ledger {want:+d}, broker {have:+d}")
+    now = rt.clock.now()
+    for text in problems:
+        rt.store.record_risk_event("reconciliation_mismatch", "critical", text, now)
+    return problems
+
+
+def start_session(rt: Runtime) -> TradingState:
+    """Reset REDUCING/HALTED at the session start unless set manually."""
+    row = rt.store.trading_state()
+    now = rt.clock.now()
+    if row is None:
+        rt.store.set_trading_state(TradingState.ACTIVE, "first session", now, manual=False)
+        return TradingState.ACTIVE
+    if row.state is not TradingState.ACTIVE and not row.manual and row.at < rt.session.open:
+        rt.store.set_trading_state(
+            TradingState.ACTIVE,
+            f"session {rt.session.day} start: reset {row.state.value}",
+            now,
+            manual=False,
+        )
+        return TradingState.ACTIVE
+    return row.state

@@ -1,0 +1,102 @@
+from datetime import datetime
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from core.calendar import NY
+from core.chains import ChainError, LiquidityRules, analyze_chain, combo_quote, quote_problems
+from core.marketdata import ChainSnapshot
+from core.models import Right
+from core.pricing import ExpiredContractError, bs_price, year_fraction
+from core.spreads import bull_call_debit, iron_condor
+from tests.builders import DAY, c, make_chain
+
+from tests.builders import AT, CLOSE
+
+
+def test_quote_problems_when_nan_zero_negative_crossed_then_each_named():
+    snap = make_chain(bid=(0, np.nan))
+    snap2 = make_chain(ask=(1, 0.0))
+    snap3 = make_chain(bid=(2, -0.5))
+    snap4 = make_chain(bid=(3, 99.0))
+    assert "non-finite" in quote_problems(snap)[0]
+    assert "zero ask" in quote_problems(snap2)[1]
+    assert "negative" in quote_problems(snap3)[2]
+    assert "crossed" in quote_problems(snap4)[3]
+
+
+def test_analyze_chain_when_bad_quotes_then_rows_skipped_with_reason_and_never_selected():
+    idx_call_590 = 20
+    snap = make_chain(bid=(idx_call_590, np.nan))
+    an = analyze_chain(snap, CLOSE, LiquidityRules())
+    assert not an.liquid[idx_call_590]
+    skipped = dict(an.skipped())
+    assert snap.contract(idx_call_590).symbol in skipped
+    i = an.select_by_delta(Right.CALL, 0.5)
+    assert i is not None and i != idx_call_590
+
+
+def test_analyze_chain_when_clean_then_deltas_match_model_and_atm_near_half():
+    an = analyze_chain(make_chain(), CLOSE, LiquidityRules())
+    i = an.select_by_delta(Right.CALL, 0.50)
+    assert i is not None
+    assert abs(float(an.snapshot.strikes[i]) - 590.0) <= 1.0
+    assert 0.4 < an.delta[i] < 0.6
+    j = an.select_by_delta(Right.PUT, 0.30)
+    assert j is not None and an.delta[j] < 0 and float(an.snapshot.strikes[j]) < 590
+    assert abs(an.atm_iv() - 0.15) < 0.02
+
+
+def test_analyze_chain_when_spread_too_wide_or_low_oi_then_not_liquid():
+    wide = make_chain(half_spread=0.30)  # 0.60 wide on options worth ~1-3
+    an = analyze_chain(wide, CLOSE, LiquidityRules())
+    assert not an.liquid[20]
+    low_oi = make_chain(oi=50)
+    assert not analyze_chain(low_oi, CLOSE, LiquidityRules()).liquid.any()
+    unknown_oi = make_chain(oi=-1)  # the feed has no OI: the rule does not apply
+    assert analyze_chain(unknown_oi, CLOSE, LiquidityRules()).liquid.any()
+
+
+def test_analyze_chain_when_bid_zero_then_not_liquid():
+    an = analyze_chain(make_chain(), CLOSE, LiquidityRules())
+    far_otm_calls = [i for i in range(len(an.snapshot)) if an.snapshot.bid[i] == 0]
+    assert far_otm_calls, "the synthetic chain should have zero bids far out"
+    assert not an.liquid[far_otm_calls].any()
+
+
+def test_implied_move_when_straddle_then_mid_over_spot():
+    an = analyze_chain(make_chain(), CLOSE, LiquidityRules())
+    mids = an.snapshot.mid
+    assert an.implied_move() == pytest.approx((mids[20] + mids[61]) / 590.0)
+
+
+def test_analyze_chain_when_expiry_passed_then_error():
+    snap = make_chain(at=AT)
+    with pytest.raises(ExpiredContractError):
+        analyze_chain(snap, datetime(2026, 11, 27, 10, 0, tzinfo=NY), LiquidityRules())
+
+
+def test_combo_quote_when_debit_spread_then_natural_is_long_ask_minus_short_bid():
+    snap = make_chain()
+    s = bull_call_debit(c(590), c(595))
+    q = combo_quote({("SPY", DAY): snap}, s)
+    i, j = snap.index_of(s.legs[0].contract), snap.index_of(s.legs[1].contract)
+    assert q.ask == Decimal(str(snap.ask[i])) - Decimal(str(snap.bid[j]))
+    assert q.bid == Decimal(str(snap.bid[i])) - Decimal(str(snap.ask[j]))
+    assert q.bid < q.mid < q.ask
+
+
+def test_combo_quote_when_condor_then_credit_is_negative():
+    snap = make_chain()
+    ic = iron_condor(c(583, "P"), c(588, "P"), c(592), c(597))
+    q = combo_quote({("SPY", DAY): snap}, ic)
+    assert q.ask < 0 and q.bid < q.ask
+
+
+def test_combo_quote_when_leg_unlisted_or_bad_then_chain_error():
+    snap = make_chain(bid=(20, np.nan))
+    with pytest.raises(ChainError, match="not listed"):
+        combo_quote({("SPY", DAY): snap}, bull_call_debit(c(591), c(700)))
+    with pytest.raises(ChainError, match="non-finite"):
+        combo_quote({("SPY", DAY): snap}, bull_call_debit(c(590), c(595)))
