@@ -32,6 +32,15 @@ def _prefect_env(home: Path) -> None:
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
 
 
+def _parse_day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param_hint="--date") from exc
+
+
 def _session_or_exit(day: date) -> None:
     from core.calendar import NotATradingDay, session
 
@@ -62,7 +71,7 @@ def demo(
     reports: Annotated[Path, typer.Option(help="where reports are written")] = Path("reports"),
 ) -> None:
     """Run one simulated trading day of Smart-0DTE through the real Prefect flows."""
-    d = date.fromisoformat(day) if day else _default_demo_day()
+    d = _parse_day(day) or _default_demo_day()
     _session_or_exit(d)
     _prefect_env(var / "prefect")
     db_dir = var / "demo"
@@ -164,7 +173,7 @@ def status(
 
     store = TradeStore(database_url(db))
     store.migrate()
-    d = date.fromisoformat(day) if day else datetime.now(tz=NY).date()
+    d = _parse_day(day) or datetime.now(tz=NY).date()
     state = store.trading_state()
     console.print(
         f"trading state: [bold]{state.state.value if state else 'ACTIVE'}[/bold]"
@@ -209,7 +218,7 @@ def kill(
     _prefect_env(Path("var") / "prefect")
     from flows.smart0dte import kill_switch
 
-    d = date.fromisoformat(day) if day else None
+    d = _parse_day(day)
     if d is not None:
         _session_or_exit(d)
     result = kill_switch(reason=reason, day=d, seed=seed, db_url=db, at=at)

@@ -19,6 +19,14 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+def strike_decimal(value: float) -> Decimal:
+    """A listed strike as a plain Decimal: 590.0 -> Decimal('590'), 592.5 -> Decimal('592.5')."""
+    d = Decimal(str(round(value, 3)))
+    if d == d.to_integral_value():
+        return d.quantize(Decimal(1))
+    return d.quantize(Decimal("0.001")).normalize()
+
+
 def _freeze(*arrays: npt.NDArray[np.generic]) -> None:
     for arr in arrays:
         arr.setflags(write=False)
@@ -109,7 +117,7 @@ class ChainSnapshot:
         return OptionContract(
             underlying=self.underlying,
             expiry=self.expiry,
-            strike=Decimal(str(round(float(self.strikes[i]), 3))).normalize(),
+            strike=strike_decimal(float(self.strikes[i])),
             right=Right.CALL if bool(self.is_call[i]) else Right.PUT,
             multiplier=self.multiplier,
         )

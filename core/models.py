@@ -199,7 +199,7 @@ class Spread:
 
     def describe(self) -> str:
         parts = [
-            f"{'+' if leg.side is Side.BUY else '-'}{leg.contract.strike}{leg.contract.right.value}"
+            f"{'+' if leg.side is Side.BUY else '-'}{leg.contract.strike:f}{leg.contract.right.value}"
             for leg in self.legs
         ]
         return f"{self.kind.value} {self.underlying} {self.expiry.isoformat()} {' '.join(parts)}"

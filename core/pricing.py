@@ -651,129 +651,144 @@ def _solve_normalised(
     tol: float,
     max_iter: int,
 ) -> FloatArray:
-    """Total implied std-dev ``s = vol sqrt t`` in ``[s_lo, s_hi]`` of quotes inside the bounds.
+    """Total implied std-dev ``s = vol sqrt t``, clamped to ``[s_lo, s_hi]``, of in-bounds quotes.
 
     The quote becomes the normalised out-of-the-money price ``beta = otm / sqrt(F K)`` (an
     in-the-money quote through put-call parity), to be matched by ``b(x, s)`` with
-    ``x = -|ln(F/K)|``; ``b`` rises from 0 to ``b_max = e^{x/2}``, is convex below its inflection
+    ``x = -|ln(F/K)|``; ``b`` rises from 0 to ``b_max = e^{x/2}``, convex below its inflection
     point ``s_c = sqrt(2|x|)`` and concave above it. Following Jaeckel ("Let's Be Rational",
     2015) the range splits in three, each with an objective close to linear in ``s``:
 
-    * lowest, ``beta < b(s_l)`` where ``s_l = s_c - b(s_c) / b'(s_c)``: ``|x| / sqrt(-2 ln b)``
-      (which tends to ``s`` itself as ``s -> 0``);
-    * middle, ``b(s_l) <= beta < b(s_c)``: ``b`` itself (convex, tame on ``[s_l, s_c]``);
-    * upper, ``beta >= b(s_c)``: ``ln(b_max - b)``, computed without cancellation.
+    * upper, ``beta >= b(s_c)``: ``ln(b_max - b)``, computed without cancellation; start from
+      ``b_max - b ~ (e^{x/2} + e^{-x/2}) N(-s/2)`` (exact at x = 0);
+    * lowest (small ``s``, where ``b ~ (2 pi |x| / (3 sqrt 3)) N(-|x| / (sqrt 3 s))^3``, which
+      also gives the start): ``|x| / sqrt(-2 ln b)``, which tends to ``s`` itself as ``s -> 0``;
+    * middle, in between: ``b`` itself, from the tangent at ``s_c`` (``b`` is convex there, so
+      that start lies at or above the root).
 
-    Starting points come from the asymptotic forms of ``b`` (lowest, upper) and the tangent at
-    ``s_c`` (middle). Newton steps keep a per-element bracket and fall back to geometric
-    bisection when a step leaves it or is not finite.
+    The solver is :func:`_iterate`.
     """
     xr = np.log(sdq / kdr)  # ln(F / K)
     itm = w * xr > 0.0
     beta = np.where(itm, price - fwd_intrinsic, price) / np.sqrt(sdq * kdr)
     x = -np.abs(xr)
-    ax = -x
     ex = np.exp(0.5 * x)  # e^{x/2} = b_max
     emx = 1.0 / ex
-    vega_c = ex * _INV_SQRT_2PI  # b'(s_c)
-    s_c = np.sqrt(2.0 * ax)
+    s_c = np.sqrt(-2.0 * x)
     b_c = 0.5 * ex - emx * _ncdf_flat(-s_c)  # b(s_c): d1 = 0, d2 = -s_c
-    s_l = np.maximum(s_c - b_c / vega_c, 0.0)
     upper = ~(beta < b_c)
-    sig = np.where(upper, -1.0, 1.0)
-    target = np.where(upper, ex - beta, beta)  # of b (sig = 1) or of b_max - b (sig = -1)
-
-    # One CDF pass for b(s_l) and the values at both ends of [s_lo, s_hi].
-    m = x.shape[0]
-    ones = np.ones(m)
-    vals = _branch_value(
-        np.concatenate((x, x, x)),
-        np.concatenate((np.maximum(s_l, _TINY), s_lo, s_hi)),
-        np.concatenate((ones, sig, sig)),
-        np.concatenate((ex, ex, ex)),
-        np.concatenate((emx, emx, emx)),
-    )
-    lowest = ~upper & (beta < vals[:m])
-    middle = ~upper & ~lowest
-    clamp_low = (beta <= 0.0) | (sig * (vals[m : 2 * m] - target) >= 0.0)  # b(s_lo) >= beta
-    clamp_high = ~clamp_low & ((target <= 0.0) | (sig * (vals[2 * m :] - target) < 0.0))
+    target = np.where(upper, ex - beta, beta)  # of b, or of b_max - b in the upper branch
+    # The root is below s_c in the lower branch and above it in the upper one.
+    clamp_low = (beta <= 0.0) | (~upper & (s_c <= s_lo))
+    clamp_high = ~clamp_low & ((target <= 0.0) | (upper & (s_c >= s_hi)))
     out = np.where(clamp_low, s_lo, s_hi)
     rest = np.flatnonzero(~(clamp_low | clamp_high))
     if rest.size == 0:
         return out
 
-    x, ax, sig, ex, emx = x[rest], ax[rest], sig[rest], ex[rest], emx[rest]
-    beta, target, s_c, s_l = beta[rest], target[rest], s_c[rest], s_l[rest]
-    lowest, middle, upper = lowest[rest], middle[rest], upper[rest]
-    s_lo, s_hi = s_lo[rest], s_hi[rest]
-    lo = np.where(upper, np.maximum(s_lo, s_c), np.where(middle, np.maximum(s_lo, s_l), s_lo))
-    hi = np.where(upper, s_hi, np.where(middle, np.minimum(s_hi, s_c), np.minimum(s_hi, s_l)))
-    hi = np.maximum(hi, lo)
-
-    # Starting points. Lowest: b ~ (2 pi |x| / (3 sqrt 3)) N(-|x| / (sqrt 3 s))^3 for small s;
-    # upper: b_max - b ~ (e^{x/2} + e^{-x/2}) N(-s / 2) for large s (exact at x = 0);
-    # middle: the tangent at s_c (b is convex there, so this start is at or above the root).
+    x, ex, emx, s_c, b_c = x[rest], ex[rest], emx[rest], s_c[rest], b_c[rest]
+    beta, target, upper, s_lo, s_hi = beta[rest], target[rest], upper[rest], s_lo[rest], s_hi[rest]
+    ax = -x
+    lo = np.where(upper, np.maximum(s_lo, s_c), s_lo)
+    hi = np.where(upper, s_hi, np.minimum(s_hi, s_c))
+    vega_c = ex * _INV_SQRT_2PI  # b'(s_c)
+    s_l = s_c - b_c / vega_c  # where the tangent at s_c crosses zero
     p_low = np.cbrt(beta * (3.0 * math.sqrt(3.0) / (2.0 * math.pi)) / np.maximum(ax, _TINY))
     p = np.where(upper, target / (ex + emx), np.minimum(p_low, 0.49))
     z = _inv_ncdf_lower(np.clip(p, 1e-300, 0.5))  # <= 0
-    s0 = np.where(
-        upper,
-        -2.0 * z,
-        np.where(lowest, ax / (-math.sqrt(3.0) * z), s_l + beta / (ex * _INV_SQRT_2PI)),
-    )
-    s0 = np.where((s0 > lo) & (s0 < hi), s0, np.sqrt(lo * hi))
+    s_asym = ax / (-math.sqrt(3.0) * z)
+    lowest = ~upper & (s_asym < s_l)
+    s0 = np.where(upper, -2.0 * z, np.where(lowest, s_asym, s_l + beta / vega_c))
+    s0 = np.minimum(np.maximum(s0, lo), hi)
     # What each objective aims at: |x| / sqrt(-2 ln beta), ln(b_max - beta), or beta itself.
     aim = np.where(lowest, ax / np.sqrt(-2.0 * np.log(beta)), np.where(upper, np.log(target), beta))
-    s = _iterate(x, ax, sig, ex, emx, target, aim, lowest, upper, lo, hi, s0, tol, max_iter)
-    out[rest] = s
+    out[rest] = _iterate(
+        _Problem(x, ex, emx, np.where(upper, -1.0, 1.0), target, aim, lowest, upper, s_lo, s_hi),
+        lo, hi, s0, tol, max_iter,
+    )  # fmt: skip
     return out
 
 
+class _Problem(NamedTuple):
+    """Per-element constants of the normalised implied-vol problem (see _solve_normalised)."""
+
+    x: FloatArray  # -|ln(F/K)|
+    ex: FloatArray  # e^{x/2}
+    emx: FloatArray  # e^{-x/2}
+    sig: FloatArray  # +1: match b = target; -1 (upper branch): match b_max - b = target
+    target: FloatArray
+    aim: FloatArray  # the objective's target value
+    lowest: BoolArray
+    upper: BoolArray
+    s_lo: FloatArray  # vol_low sqrt t
+    s_hi: FloatArray  # vol_high sqrt t
+
+    def take(self, keep: BoolArray) -> _Problem:
+        return _Problem(
+            self.x[keep], self.ex[keep], self.emx[keep], self.sig[keep], self.target[keep],
+            self.aim[keep], self.lowest[keep], self.upper[keep], self.s_lo[keep], self.s_hi[keep],
+        )  # fmt: skip
+
+
 def _iterate(
-    x: FloatArray,
-    ax: FloatArray,
-    sig: FloatArray,
-    ex: FloatArray,
-    emx: FloatArray,
-    target: FloatArray,
-    aim: FloatArray,
-    lowest: BoolArray,
-    upper: BoolArray,
-    lo: FloatArray,
-    hi: FloatArray,
-    s: FloatArray,
-    tol: float,
-    max_iter: int,
+    pb: _Problem, lo: FloatArray, hi: FloatArray, s: FloatArray, tol: float, max_iter: int
 ) -> FloatArray:
-    """Bracketed Newton iteration for all elements at once (converged ones drop out)."""
+    """Bracketed Halley iteration, all elements at once; converged ones drop out.
+
+    Each element keeps ``lo < root < hi``. A step that leaves the bracket goes to geometric
+    bisection, or first probes ``s_lo`` / ``s_hi`` when that end has not been evaluated yet: a
+    quote beyond it converges there (the vol_low / vol_high clamp). Stops when the step, or the
+    Newton estimate of the error left after it, is below ``tol * s``, or the bracket is that
+    narrow.
+    """
     result = s.copy()
     idx = np.arange(s.shape[0])
+    lo_open = lo <= pb.s_lo
+    hi_open = hi >= pb.s_hi
     for _ in range(max_iter):
-        xs = x / s
-        val = _branch_value(x, s, sig, ex, emx)
-        too_small = sig * (val - target) < 0.0
+        xs = pb.x / s
+        val = _branch_value(pb.x, s, pb.sig, pb.ex, pb.emx)
+        too_small = pb.sig * (val - pb.target) < 0.0
+        clamped = (too_small & (s >= pb.s_hi)) | (~too_small & (s <= pb.s_lo))
         lo = np.where(too_small, s, lo)
         hi = np.where(too_small, hi, s)
+        lo_open &= ~too_small
+        hi_open &= too_small
+        # Newton step n and g''/g' of each objective g; b''/b' = x^2/s^3 - s/4.
         vega = np.exp(-0.5 * xs * xs - 0.125 * s * s) * _INV_SQRT_2PI  # b'(s)
+        q = vega / val  # (ln b)' or -(ln(b_max - b))'
         lv = np.log(val)
-        h = ax / np.sqrt(-2.0 * lv)
-        step = np.where(
-            upper,
-            (lv - aim) * val / vega,
-            np.where(lowest, (aim - h) * (-2.0 * lv) * val / (h * vega), (aim - val) / vega),
+        curv = xs * xs / s - 0.25 * s
+        h = -2.0 * lv
+        n_low = (pb.aim * np.sqrt(h) - -pb.x) * h / (-pb.x * q)
+        n = np.where(
+            pb.upper,
+            (lv - pb.aim) / q,
+            np.where(pb.lowest, n_low, (pb.aim - val) / vega),
+        )
+        c = np.where(pb.upper, curv + q, np.where(pb.lowest, 3.0 * q / h + curv - q, curv))
+        half_nc = 0.5 * n * c
+        step = np.where(np.abs(half_nc) < 0.5, n / (1.0 + half_nc), n)
+        small = (np.abs(step) <= tol * s) | (
+            (np.abs(step) <= 1e-3 * s) & (np.abs(c) * step * step <= tol * s)
         )
         s_new = s + step
-        inside = ((s_new > lo) & (s_new < hi)) | (step == 0.0)
-        s_new = np.where(inside, s_new, np.sqrt(lo * hi))
-        done = (np.abs(s_new - s) <= tol * s_new) | (hi - lo <= tol * lo)
+        inside = (s_new > lo) & (s_new < hi)
+        fallback = np.where(
+            lo_open & (s_new <= lo),
+            lo,
+            np.where(hi_open & (s_new >= hi), hi, np.sqrt(lo * hi)),
+        )
+        s_new = np.where(inside | small, s_new, fallback)
+        s_new = np.where(clamped, s, s_new)
+        done = clamped | small | (hi - lo <= tol * lo)
         s = s_new
         if done.any():
             result[idx[done]] = s[done]
             keep = ~done
             if not keep.any():
                 return result
-            idx, x, ax, sig, ex, emx = idx[keep], x[keep], ax[keep], sig[keep], ex[keep], emx[keep]
-            target, aim, lowest, upper = target[keep], aim[keep], lowest[keep], upper[keep]
-            lo, hi, s = lo[keep], hi[keep], s[keep]
+            idx, pb, lo, hi, s = idx[keep], pb.take(keep), lo[keep], hi[keep], s[keep]
+            lo_open, hi_open = lo_open[keep], hi_open[keep]
     result[idx] = s
     return result
