@@ -38,7 +38,9 @@ def _parse_day(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param_hint="--date") from exc
+        raise typer.BadParameter(
+            f"{value!r} is not a date: use YYYY-MM-DD", param_hint="--date"
+        ) from exc
 
 
 def _session_or_exit(day: date) -> None:

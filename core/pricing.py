@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 Int8Array = npt.NDArray[np.int8]
+_G = TypeVar("_G", bound=np.generic)
 
 MINUTES_PER_YEAR: float = 365.0 * 24 * 60
 """Calendar minutes in a (365-day) year: the unit of every ``t`` in this module."""
@@ -46,7 +47,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TINY = 1e-300  # stands in for a zero vol * sqrt(t) so x / s is +-inf (or 0), never 0 / 0
 
 # Elements per block for large inputs (see the module docstring).
-_BLOCK = 8192
+_BLOCK = 4096
 _IV_BLOCK = 4096
 
 
@@ -160,13 +161,12 @@ _SQRPI = 5.6418958354775628695e-1  # 1 / sqrt(pi)
 
 
 def _coefficient_matrix() -> FloatArray:
-    """The three rational approximations as one matrix product.
+    """The three rational approximations as one matrix product (small-array path).
 
     Rows multiply the powers ``[1, t1..t1^4, z..z^8, t3..t3^5]`` (t1 = y^2 clipped to region 1,
     z = |y| clipped to region 2, t3 = 1/z^2 for region 3); columns are numerator and denominator
-    of regions 1, 2, 3. Evaluating all six polynomials with one BLAS call keeps the number of
-    numpy calls small, which is what dominates for chain-sized arrays. All coefficients and
-    powers are positive, so the sums are as accurate as Horner's rule.
+    of regions 1, 2, 3. All coefficients and powers are positive, so the sums are as accurate as
+    Horner's rule.
     """
     m = np.zeros((18, 6), dtype=np.float64)
     m[0:5, 0] = (_A[3], _A[2], _A[1], _A[0], _A[4])
@@ -183,10 +183,36 @@ def _coefficient_matrix() -> FloatArray:
 
 
 _ERFC_MT = np.ascontiguousarray(_coefficient_matrix().T)
+_ERFC_SMALL = 600  # up to this many elements: one matrix product (fewest numpy calls)
+_ERFC_CHUNK = 8192  # above it: region by region, in chunks whose temporaries stay small
 
 
 def _erfc_flat(y: FloatArray) -> FloatArray:
     """erfc of a 1-d float64 array (Cody; ~1e-15 relative; NaN in, NaN out)."""
+    n = y.shape[0]
+    # erfc(28) underflows to 0 (and erfc(-28) rounds to 2); clipping also tames +-inf.
+    y = np.minimum(np.maximum(y, -28.0), 28.0)
+    if n <= _ERFC_SMALL:
+        return _erfc_small(y)
+    if n <= _ERFC_CHUNK:
+        return _erfc_regions(y)
+    out = np.empty(n, dtype=np.float64)
+    for start in range(0, n, _ERFC_CHUNK):
+        stop = min(start + _ERFC_CHUNK, n)
+        out[start:stop] = _erfc_regions(y[start:stop])
+    return out
+
+
+def _exp_minus_square(z: FloatArray) -> FloatArray:
+    """``exp(-z^2)`` to full relative accuracy: Cody's split ``z^2 = zs^2 + (z - zs)(z + zs)``
+    with ``zs = trunc(16 z) / 16``, whose square is exact."""
+    zs = np.trunc(z * 16.0) * 0.0625
+    out: FloatArray = np.exp(-zs * zs) * np.exp(-(z - zs) * (z + zs))
+    return out
+
+
+def _erfc_small(y: FloatArray) -> FloatArray:
+    """All three regions at once: six polynomials from one matrix product (few numpy calls)."""
     n = y.shape[0]
     ay = np.abs(y)
     v = np.empty((18, n), dtype=np.float64)
@@ -205,15 +231,61 @@ def _erfc_flat(y: FloatArray) -> FloatArray:
     for k in range(14, 18):
         np.multiply(v[k - 1], v[13], out=v[k])
     r = _ERFC_MT @ v  # (6, n): num1, den1, num2, den2, num3, den3
-    # region 1: erfc = 1 - y * R1(y^2), valid for either sign of y
-    small = 1.0 - y * (r[0] / r[1])
-    # regions 2 and 3: erfc(|y|) = exp(-y^2) * R(|y|); exp(-y^2) split as in Cody's code
-    # (ysq = trunc(16 y) / 16 makes ysq^2 exact) so it keeps full relative accuracy.
+    small = 1.0 - y * (r[0] / r[1])  # region 1: erfc = 1 - y R1(y^2), either sign of y
     tail = np.where(ay <= 4.0, r[2] / r[3], (_SQRPI - v[13] * (r[4] / r[5])) / z3)
-    ysq = np.trunc(ay * 16.0) * 0.0625
-    tail *= np.exp(-ysq * ysq) * np.exp(-(ay - ysq) * (ay + ysq))
+    tail *= _exp_minus_square(ay)
     tail = np.where(y < 0.0, 2.0 - tail, tail)
     out: FloatArray = np.where(ay <= 0.46875, small, tail)
+    return out
+
+
+def _erfc_regions(y: FloatArray) -> FloatArray:
+    """Each region's rational function on its own elements only (least arithmetic)."""
+    ay = np.abs(y)
+    out = np.empty_like(y)
+    near = ay <= 0.46875
+    i1 = np.flatnonzero(near)
+    if i1.size:
+        y1 = y[i1]
+        t = y1 * y1
+        num = _A[4] * t
+        den = t.copy()
+        for a, b in zip(_A[:3], _B[:3], strict=True):
+            num += a
+            num *= t
+            den += b
+            den *= t
+        out[i1] = 1.0 - y1 * (num + _A[3]) / (den + _B[3])
+    i2 = np.flatnonzero(~near)  # NaN lands here and stays NaN
+    if i2.size:
+        z = ay[i2]
+        rat = np.empty_like(z)
+        far = z > 4.0
+        j2 = np.flatnonzero(~far)
+        if j2.size:
+            z2 = z[j2]
+            num = _C[8] * z2
+            den = z2.copy()
+            for c, d in zip(_C[:7], _D[:7], strict=True):
+                num += c
+                num *= z2
+                den += d
+                den *= z2
+            rat[j2] = (num + _C[7]) / (den + _D[7])
+        j3 = np.flatnonzero(far)
+        if j3.size:
+            z3 = z[j3]
+            t = 1.0 / (z3 * z3)
+            num = _P[5] * t
+            den = t.copy()
+            for p, q in zip(_P[:4], _Q[:4], strict=True):
+                num += p
+                num *= t
+                den += q
+                den *= t
+            rat[j3] = (_SQRPI - t * (num + _P[4]) / (den + _Q[4])) / z3
+        rat *= _exp_minus_square(z)
+        out[i2] = np.where(y[i2] < 0.0, 2.0 - rat, rat)
     return out
 
 
@@ -348,9 +420,17 @@ def _prepare(is_call: npt.ArrayLike, *args: npt.ArrayLike) -> _Inputs:
     flag = np.asarray(is_call, dtype=np.bool_)
     floats = [np.asarray(a, dtype=np.float64) for a in args]
     shape = np.broadcast_shapes(flag.shape, *(f.shape for f in floats))
-    flat = tuple(np.ascontiguousarray(np.broadcast_to(f, shape)).reshape(-1) for f in floats)
-    flag_flat = np.ascontiguousarray(np.broadcast_to(flag, shape)).reshape(-1)
-    return _Inputs(shape, flat, flag_flat)
+    size = math.prod(shape)
+    return _Inputs(shape, tuple(_flat(f, shape, size) for f in floats), _flat(flag, shape, size))
+
+
+def _flat(a: npt.NDArray[_G], shape: tuple[int, ...], size: int) -> npt.NDArray[_G]:
+    """``a`` broadcast to ``shape``, as a contiguous 1-d array (no copy when it already is)."""
+    if a.shape == shape:
+        return np.ascontiguousarray(a).reshape(size)
+    if a.ndim == 0:
+        return np.full(size, a, dtype=a.dtype)
+    return np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(size)
 
 
 def _blocked(

@@ -81,7 +81,7 @@ def check_intent(intent: OrderIntent, snap: RiskSnapshot, limits: RiskLimits) ->
     level = loss_level(snap.daily_pnl, limits)
     if level in (LossLevel.REDUCE, LossLevel.HALT):
         reasons.append(
-            f"daily P&L {snap.daily_pnl} breaches max_daily_loss {limits.max_daily_loss}"
+            f"daily P&L {snap.daily_pnl:.2f} breaches max_daily_loss {limits.max_daily_loss}"
         )
     if snap.errors_today >= limits.max_errors_per_day:
         reasons.append(
@@ -138,12 +138,12 @@ def evaluate_state(
         target = TradingState.HALTED
         flatten = True
         reasons.append(
-            f"daily loss {-daily_pnl} >= {limits.halt_fraction:.0%} of {limits.max_daily_loss}: "
+            f"daily loss {-daily_pnl:.2f} >= {limits.halt_fraction:.0%} of {limits.max_daily_loss}: "
             "flatten everything"
         )
     elif level is LossLevel.REDUCE and current is TradingState.ACTIVE:
         target = TradingState.REDUCING
-        reasons.append(f"daily loss {-daily_pnl} >= max_daily_loss {limits.max_daily_loss}")
+        reasons.append(f"daily loss {-daily_pnl:.2f} >= max_daily_loss {limits.max_daily_loss}")
     if errors_today >= limits.max_errors_per_day and target is not TradingState.HALTED:
         target = TradingState.HALTED
         reasons.append(f"{errors_today} failed orders/errors today: error failsafe")

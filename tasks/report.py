@@ -66,6 +66,10 @@ def summarize(
     events = store.risk_events(day=day)
     state = store.trading_state()
     commissions = sum((f.commission for f in fills), Decimal("0"))
+    still_open = store.open_positions(system)
+    marks = store.pnl_marks(day, system)
+    # the latest intraday mark's unrealised P&L, while anything is still open
+    unrealized = marks[-1].unrealized if (still_open and marks) else Decimal("0")
     return DaySummary(
         day=day,
         signals=len(store.signals(day=day, system=system)),
@@ -76,9 +80,9 @@ def summarize(
         rejected=sum(1 for i in intents if i.status is IntentStatus.REJECTED),
         cancelled=sum(1 for i in intents if i.status is IntentStatus.CANCELLED),
         positions_opened=len({p.position_id.split("-p")[0] for p in opened}),
-        positions_open_now=len(store.open_positions(system)),
+        positions_open_now=len(still_open),
         realized=sum((p.realized() for p in closed), Decimal("0")),
-        unrealized=Decimal("0"),
+        unrealized=unrealized,
         commissions=commissions,
         risk_events=len(events),
         risk_event_kinds=dict(Counter(e.kind for e in events)),
@@ -107,6 +111,7 @@ def pnl_chart(store: TradeStore, sess: Session, path: Path) -> Path:
     ax.axhline(0, color="black", linewidth=0.6)
     closeout = _num(sess.closeout)
     ax.axvline(closeout, color="#ff7f0e", linewidth=1.0, linestyle=":", label="close-out")
+    ax.xaxis.set_major_locator(mdates.MinuteLocator(byminute=[0, 30]))  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
     ax.set_title(f"Smart-0DTE intraday P&L, {sess.day.isoformat()} (USD, after commissions)")
     ax.set_xlabel("America/New_York")

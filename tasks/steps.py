@@ -148,6 +148,14 @@ def kill(rt: Runtime, reason: str) -> dict[str, Any]:
 @task(name="eod-report", cache_policy=NO_CACHE)
 def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
     md, chart, summary = write_report(rt.store, rt.session, Path(out_dir))
+    rt.store.upsert_daily_pnl(
+        rt.session.day,
+        SystemName.SMART0DTE,
+        summary.realized,
+        summary.unrealized,
+        summary.commissions,
+        summary.fills,
+    )
     create_markdown_artifact(
         key="eod-report", markdown=md.read_text(encoding="utf-8"), description=str(md)
     )

@@ -62,8 +62,10 @@ def observe(rt: Runtime, now: datetime) -> Observation:
         prior = rt.market.prior_close(und, day)
         unavailable = ""
         analysis = None
+        listed: list[date] = []
         try:
-            if day not in rt.market.expiries(und, day):
+            listed = rt.market.expiries(und, day)
+            if day not in listed:
                 unavailable = f"{und} lists no expiry on {day.isoformat()}"
             else:
                 snap = rt.market.chain(und, day, now)
@@ -73,8 +75,10 @@ def observe(rt: Runtime, now: datetime) -> Observation:
         except (MarketDataError, ChainError, ValueError) as exc:
             unavailable = f"{type(exc).__name__}: {exc}"
             analysis = None
-        if unavailable:
-            log.warning("%s unavailable at %s: %s", und, now.strftime("%H:%M"), unavailable)
+        if unavailable and analysis is None and (und, day) in snapshots:
+            log.warning("%s chain unusable at %s: %s", und, now.strftime("%H:%M"), unavailable)
+        elif unavailable and day in listed:
+            log.warning("%s chain missing at %s: %s", und, now.strftime("%H:%M"), unavailable)
         views[und] = UnderlyingView(und, bars, prior, analysis, unavailable)
     vix_last = rt.market.last_price(cfg.vix_symbol, now)
     vix_prior = rt.market.prior_close(cfg.vix_symbol, day)

@@ -9,7 +9,6 @@ import numpy as np
 
 from core.calendar import NY
 from core.marketdata import Bars, ChainSnapshot
-from core.pricing import bs_price, year_fraction
 from core.models import (
     IntentAction,
     OptionContract,
@@ -21,6 +20,7 @@ from core.models import (
     SystemName,
     client_order_id,
 )
+from core.pricing import bs_price, year_fraction
 
 DAY = date(2026, 11, 27)
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=NY)

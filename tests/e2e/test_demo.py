@@ -39,7 +39,9 @@ def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_when_day_after_thanksgiving_then_trades_closes_out_at_1245_and_writes_report(tmp_path):
+def test_demo_when_day_after_thanksgiving_then_trades_closes_out_at_1245_and_writes_report(
+    tmp_path,
+):
     proc = run_demo(tmp_path, "--date", "2026-11-27", "--seed", "7")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout

@@ -6,13 +6,10 @@ import pytest
 
 from core.calendar import NY
 from core.chains import ChainError, LiquidityRules, analyze_chain, combo_quote, quote_problems
-from core.marketdata import ChainSnapshot
 from core.models import Right
-from core.pricing import ExpiredContractError, bs_price, year_fraction
+from core.pricing import ExpiredContractError
 from core.spreads import bull_call_debit, iron_condor
-from tests.builders import DAY, c, make_chain
-
-from tests.builders import AT, CLOSE
+from tests.builders import AT, CLOSE, DAY, c, make_chain
 
 
 def test_quote_problems_when_nan_zero_negative_crossed_then_each_named():
