@@ -22,6 +22,7 @@ exactly as a real broker would. Orders are re-evaluated whenever the broker is a
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -119,8 +120,7 @@ class PaperBroker:
 
     # ---- quotes -------------------------------------------------------------------------------
     def _snapshot(self, underlying: str, expiry: date, now: datetime) -> ChainSnapshot:
-        minute = now.replace(second=0, microsecond=0)
-        key = (underlying, expiry, minute)
+        key = (underlying, expiry, now)  # exact instant: quotes can move within a minute
         snap = self._quote_cache.get(key)
         if snap is None:
             if len(self._quote_cache) > 64:
@@ -246,7 +246,8 @@ class PaperBroker:
         cash_flow = Decimal("0")
         for f in fills:
             sign = -1 if f.side == Side.BUY.value else 1
-            cash_flow += sign * Decimal(f.price) * f.quantity * 100 - Decimal(f.commission)
+            multiplier = spread_from_json(f.spread).multiplier
+            cash_flow += sign * Decimal(f.price) * f.quantity * multiplier - Decimal(f.commission)
         equity = self._cfg.starting_equity + cash_flow
         return AccountInfo(self._cfg.account_id, equity=equity, buying_power=equity)
 
@@ -268,10 +269,11 @@ class PaperBroker:
             try:
                 self.combo_quote(intent.spread, now)
             except (ChainError, MarketDataError) as exc:
-                raise BrokerError(f"unknown contract: {exc}") from exc
+                unknown = isinstance(exc, MarketDataError) or "not listed" in str(exc)
+                label = "unknown contract" if unknown else "no tradable quote"
+                raise BrokerError(f"{label}: {exc}") from exc
             with self._engine.begin() as conn:
-                seq = conn.execute(sa.select(sa.func.count()).select_from(ORDERS)).scalar_one()
-                broker_order_id = f"P{int(seq) + 1:07d}"
+                broker_order_id = f"P-{uuid.uuid4().hex[:16]}"
                 conn.execute(
                     ORDERS.insert().values(
                         broker_order_id=broker_order_id,

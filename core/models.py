@@ -261,6 +261,10 @@ class OrderIntent:
         require_aware(self.created_at, "OrderIntent.created_at")
         if self.quantity < 1:
             raise ValueError(f"quantity must be >= 1, got {self.quantity}")
+        if not (self.limit_price.is_finite() and self.worst_price.is_finite()):
+            raise ValueError(
+                f"limit {self.limit_price} and worst {self.worst_price} must be numbers"
+            )
         buying = self.action is IntentAction.OPEN
         if buying and self.worst_price < self.limit_price:
             raise ValueError("a buy's worst price must be >= its starting limit")

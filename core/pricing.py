@@ -40,7 +40,6 @@ MINUTES_PER_YEAR: float = 365.0 * 24 * 60
 """Calendar minutes in a (365-day) year: the unit of every ``t`` in this module."""
 
 _MIN_T_SECONDS = 1.0
-_SECONDS_PER_YEAR = MINUTES_PER_YEAR * 60.0
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -634,16 +633,14 @@ def implied_vol(
       quote with no measurable time value) gives exactly ``vol_low``; a price at or above
       ``bs_price(vol_high)`` (but under ``upper``) gives exactly ``vol_high``.
 
-    Method: the quote becomes the normalised out-of-the-money price ``beta = otm / sqrt(F K)``
-    (in-the-money quotes via put-call parity) as a function ``b(s)`` of ``s = vol sqrt t`` and
-    ``x = -|ln(F/K)|`` (for which ``b`` rises from 0 to ``e^{x/2}``). Its inflection point
-    ``s_c = sqrt(2|x|)`` splits two regimes (as in Jaeckel's "Let's Be Rational"): below it the
-    solver finds the root of ``ln b(s) - ln beta``, above it of ``ln(e^{x/2} - b(s)) - ln(e^{x/2} -
-    beta)``; both sides are computed without cancellation and are close to linear in ``s``.
-    Starting points come from the two asymptotic forms of ``b`` (inverse normal CDF); Halley steps
-    keep a per-element bracket ``[lo, hi]`` and fall back to (geometric) bisection whenever a step
-    leaves it or is not finite. Iteration stops when a step is below ``tol`` relative to ``s``.
-    If ``max_iter`` runs out (it does not within the defaults) the bracketed estimate is returned.
+    Method (details in :func:`_solve_normalised` and :func:`_iterate`): the quote becomes the
+    normalised out-of-the-money price ``b(x, s)`` with ``x = -|ln(F/K)|``, ``s = vol sqrt t``
+    (in-the-money quotes via put-call parity, so the time value is never lost in a difference).
+    As in Jaeckel's "Let's Be Rational", three regimes of ``s`` each get an objective that is
+    close to linear in ``s`` and a starting point from the asymptotics of ``b``; bracketed Halley
+    steps then converge in 2-4 iterations, falling back to geometric bisection whenever a step
+    leaves the per-element bracket, so every element converges. ``tol`` is relative to ``s``
+    (so to vol); if ``max_iter`` runs out the current bracketed estimate is returned (still OK).
     """
     if not (0.0 < vol_low < vol_high and math.isfinite(vol_high)):
         raise ValueError(f"need 0 < vol_low < vol_high < inf, got {vol_low}, {vol_high}")
@@ -697,11 +694,13 @@ def _iv_block(
     sel = np.flatnonzero(solve)
     if sel.size:
         sqrt_t = np.sqrt(t[sel])
+        s_lo, s_hi = vol_low * sqrt_t, vol_high * sqrt_t
         s = _solve_normalised(
-            price[sel], fwd_intrinsic[sel], sdq[sel], kdr[sel], w[sel],
-            vol_low * sqrt_t, vol_high * sqrt_t, tol, max_iter,
-        )  # fmt: skip
-        iv[sel] = s / sqrt_t
+            price[sel], fwd_intrinsic[sel], sdq[sel], kdr[sel], w[sel], s_lo, s_hi, tol, max_iter
+        )
+        # exactly vol_low / vol_high at the clamps (s_hi / sqrt_t need not round to vol_high)
+        vol = np.minimum(np.maximum(s / sqrt_t, vol_low), vol_high)
+        iv[sel] = np.where(s >= s_hi, vol_high, np.where(s <= s_lo, vol_low, vol))
     return iv, status
 
 

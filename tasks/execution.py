@@ -142,7 +142,10 @@ def execute_intent(
     if stored is None:
         store.save_intent(intent)
     elif stored.status.is_terminal:
-        return ExecutionResult(cid, stored.status, 0, None, stored.status_reason, False)
+        done = store.fills(client_order_id=cid)
+        qty = sum(f.quantity for f in done)
+        price = sum((f.price * f.quantity for f in done), Decimal("0")) / qty if qty else None
+        return ExecutionResult(cid, stored.status, qty, price, stored.status_reason, False)
     else:
         intent = stored.intent  # the persisted intent wins over a re-derived one
     if after_persist is not None:
