@@ -781,93 +781,71 @@ def _solve_normalised(
     s0 = np.minimum(np.maximum(s0, lo), hi)
     # What each objective aims at: |x| / sqrt(-2 ln beta), ln(b_max - beta), or beta itself.
     aim = np.where(lowest, ax / np.sqrt(-2.0 * np.log(beta)), np.where(upper, np.log(target), beta))
-    out[rest] = _iterate(
-        _Problem(x, ex, emx, np.where(upper, -1.0, 1.0), target, aim, lowest, upper, s_lo, s_hi),
-        lo, hi, s0, tol, max_iter,
-    )  # fmt: skip
+    # Per-element state, one row each, so that dropping converged elements is two calls.
+    state = np.stack((x, ex, emx, np.where(upper, -1.0, 1.0), target, aim, s_lo, s_hi, lo, hi, s0))
+    flags = np.stack((lowest, upper, lo <= s_lo, hi >= s_hi))
+    out[rest] = _iterate(state, flags, tol, max_iter)
     return out
 
 
-class _Problem(NamedTuple):
-    """Per-element constants of the normalised implied-vol problem (see _solve_normalised)."""
-
-    x: FloatArray  # -|ln(F/K)|
-    ex: FloatArray  # e^{x/2}
-    emx: FloatArray  # e^{-x/2}
-    sig: FloatArray  # +1: match b = target; -1 (upper branch): match b_max - b = target
-    target: FloatArray
-    aim: FloatArray  # the objective's target value
-    lowest: BoolArray
-    upper: BoolArray
-    s_lo: FloatArray  # vol_low sqrt t
-    s_hi: FloatArray  # vol_high sqrt t
-
-    def take(self, keep: BoolArray) -> _Problem:
-        return _Problem(
-            self.x[keep], self.ex[keep], self.emx[keep], self.sig[keep], self.target[keep],
-            self.aim[keep], self.lowest[keep], self.upper[keep], self.s_lo[keep], self.s_hi[keep],
-        )  # fmt: skip
-
-
-def _iterate(
-    pb: _Problem, lo: FloatArray, hi: FloatArray, s: FloatArray, tol: float, max_iter: int
-) -> FloatArray:
+def _iterate(state: FloatArray, flags: BoolArray, tol: float, max_iter: int) -> FloatArray:
     """Bracketed Halley iteration, all elements at once; converged ones drop out.
+
+    ``state`` rows: x, e^{x/2}, e^{-x/2}, sig (+1: match b = target; -1, upper branch: match
+    b_max - b = target), target, aim (the objective's target value), s_lo, s_hi, lo, hi, s.
+    ``flags`` rows: lowest branch, upper branch, lo not yet evaluated (= s_lo), hi likewise.
 
     Each element keeps ``lo < root < hi``. A step that leaves the bracket goes to geometric
     bisection, or first probes ``s_lo`` / ``s_hi`` when that end has not been evaluated yet: a
     quote beyond it converges there (the vol_low / vol_high clamp). Stops when the step, or the
     Newton estimate of the error left after it, is below ``tol * s``, or the bracket is that
-    narrow.
+    narrow. Returns the final ``s`` per element.
     """
-    result = s.copy()
-    idx = np.arange(s.shape[0])
-    lo_open = lo <= pb.s_lo
-    hi_open = hi >= pb.s_hi
+    result: FloatArray = state[10].copy()
+    idx = np.arange(result.shape[0])
     for _ in range(max_iter):
-        xs = pb.x / s
-        val = _branch_value(pb.x, s, pb.sig, pb.ex, pb.emx)
-        too_small = pb.sig * (val - pb.target) < 0.0
-        clamped = (too_small & (s >= pb.s_hi)) | (~too_small & (s <= pb.s_lo))
-        lo = np.where(too_small, s, lo)
-        hi = np.where(too_small, hi, s)
+        x, ex, emx, sig, target, aim, s_lo, s_hi, lo, hi, s = state
+        lowest, upper, lo_open, hi_open = flags
+        xs = x / s
+        val = _branch_value(x, s, sig, ex, emx)
+        too_small = sig * (val - target) < 0.0
+        clamped = (too_small & (s >= s_hi)) | (~too_small & (s <= s_lo))
+        lo[...] = np.where(too_small, s, lo)
+        hi[...] = np.where(too_small, hi, s)
         lo_open &= ~too_small
         hi_open &= too_small
-        # Newton step n and g''/g' of each objective g; b''/b' = x^2/s^3 - s/4.
+        # Newton step n and c = g''/g' of each objective g; b''/b' = x^2/s^3 - s/4.
         vega = np.exp(-0.5 * xs * xs - 0.125 * s * s) * _INV_SQRT_2PI  # b'(s)
         q = vega / val  # (ln b)' or -(ln(b_max - b))'
         lv = np.log(val)
         curv = xs * xs / s - 0.25 * s
         h = -2.0 * lv
-        n_low = (pb.aim * np.sqrt(h) - -pb.x) * h / (-pb.x * q)
-        n = np.where(
-            pb.upper,
-            (lv - pb.aim) / q,
-            np.where(pb.lowest, n_low, (pb.aim - val) / vega),
-        )
-        c = np.where(pb.upper, curv + q, np.where(pb.lowest, 3.0 * q / h + curv - q, curv))
+        n_low = (aim * np.sqrt(h) + x) * h / (-x * q)  # objective |x| / sqrt(-2 ln b)
+        n = np.where(upper, (lv - aim) / q, np.where(lowest, n_low, (aim - val) / vega))
+        c = np.where(upper, curv + q, np.where(lowest, 3.0 * q / h + curv - q, curv))
         half_nc = 0.5 * n * c
         step = np.where(np.abs(half_nc) < 0.5, n / (1.0 + half_nc), n)
-        small = (np.abs(step) <= tol * s) | (
-            (np.abs(step) <= 1e-3 * s) & (np.abs(c) * step * step <= tol * s)
+        # Converged when the step is below tol, or when the error left after this (Halley) step,
+        # ~ (c^2 + 1/s^2) step^3 for these near-linear objectives, is 10x below it.
+        abs_step = np.abs(step)
+        rel = step / s
+        cs = c * step
+        small = (abs_step <= tol * s) | (
+            (abs_step <= 1e-2 * s) & ((cs * cs + rel * rel) * abs_step <= 0.1 * tol * s)
         )
         s_new = s + step
         inside = (s_new > lo) & (s_new < hi)
         fallback = np.where(
-            lo_open & (s_new <= lo),
-            lo,
-            np.where(hi_open & (s_new >= hi), hi, np.sqrt(lo * hi)),
+            lo_open & (s_new <= lo), lo, np.where(hi_open & (s_new >= hi), hi, np.sqrt(lo * hi))
         )
         s_new = np.where(inside | small, s_new, fallback)
-        s_new = np.where(clamped, s, s_new)
+        s[...] = np.where(clamped, s, s_new)
         done = clamped | small | (hi - lo <= tol * lo)
-        s = s_new
         if done.any():
             result[idx[done]] = s[done]
-            keep = ~done
-            if not keep.any():
+            keep = np.flatnonzero(~done)
+            if keep.size == 0:
                 return result
-            idx, pb, lo, hi, s = idx[keep], pb.take(keep), lo[keep], hi[keep], s[keep]
-            lo_open, hi_open = lo_open[keep], hi_open[keep]
-    result[idx] = s
+            idx, state, flags = idx[keep], state[:, keep], flags[:, keep]
+    result[idx] = state[10]
     return result
