@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 DATE ?= 2026-11-27
-SEED ?= 7
+SEED ?= 21
 
 .PHONY: demo test lint types imports pytest bench lock venv venv-bench clean
 

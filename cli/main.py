@@ -65,7 +65,7 @@ def demo(
     day: Annotated[
         str | None, typer.Option("--date", help="trading day YYYY-MM-DD (default: today or last)")
     ] = None,
-    seed: Annotated[int, typer.Option(help="simulator seed")] = 7,
+    seed: Annotated[int, typer.Option(help="simulator seed")] = 21,
     speed: Annotated[
         float, typer.Option(help="simulated seconds per real second; 0 = instant")
     ] = 0.0,

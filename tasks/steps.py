@@ -121,6 +121,7 @@ def closeout(rt: Runtime, attempts: int = 3) -> dict[str, Any]:
         if bp.contract.expiry == rt.session.day and bp.contract.underlying in rt.smart.underlyings
     ]
     flat = not left and not broker_0dte
+    trading.update_risk(rt, None)  # the day's last P&L mark, after the close-out fills
     now = rt.clock.now()
     if flat:
         rt.store.record_risk_event(

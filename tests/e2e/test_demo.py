@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapters.store import TradeStore
-from core.models import IntentStatus, SystemName
+from core.calendar import NY
+from core.models import IntentAction, IntentStatus, SystemName
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,7 @@ def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_demo_when_day_after_thanksgiving_then_trades_closes_out_at_1245_and_writes_report(
     tmp_path,
 ):
-    proc = run_demo(tmp_path, "--date", "2026-11-27", "--seed", "7")
+    proc = run_demo(tmp_path, "--date", "2026-11-27", "--seed", "21")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "12:45 flat=True" in out
@@ -51,11 +52,19 @@ def test_demo_when_day_after_thanksgiving_then_trades_closes_out_at_1245_and_wri
     chart = tmp_path / "reports" / "2026-11-27" / "intraday-pnl.png"
     assert report.exists()
     assert chart.stat().st_size > 10_000
-    store = TradeStore(f"sqlite:///{tmp_path / 'var' / 'demo' / '2026-11-27-seed7.db'}")
+    store = TradeStore(f"sqlite:///{tmp_path / 'var' / 'demo' / '2026-11-27-seed21.db'}")
     day = date(2026, 11, 27)
     assert store.orders(day=day), "a seeded day must place at least one order"
     assert any(i.status is IntentStatus.FILLED for i in store.intents(day=day))
     assert store.open_positions(SystemName.SMART0DTE) == []
+    closeouts = [
+        i
+        for i in store.intents(day=day)
+        if i.intent.action is IntentAction.CLOSE and i.intent.reason.startswith("closeout")
+    ]
+    assert closeouts, "seed 21 leaves positions for the 12:45 close-out"
+    assert all(i.status is IntentStatus.FILLED for i in closeouts)
+    assert all(i.intent.created_at.astimezone(NY).strftime("%H:%M") == "12:45" for i in closeouts)
     store.dispose()
     assert (tmp_path / "var" / "prefect").is_dir()  # Prefect state stays in the demo folder
 
