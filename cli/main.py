@@ -227,5 +227,31 @@ def kill(
     console.print(f"[red bold]HALTED[/red bold] ({reason}); closed: {result['closed']}")
 
 
+@app.command()
+def reset(
+    reason: Annotated[str, typer.Option(help="why trading may resume (recorded)")],
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the ledger")] = None,
+) -> None:
+    """Manual reset: HALTED/REDUCING -> ACTIVE, recorded with the reason."""
+    from adapters.store import TradeStore
+    from core.calendar import NY
+    from core.models import TradingState
+    from tasks.runtime import database_url
+
+    store = TradeStore(database_url(db))
+    store.migrate()
+    before = store.trading_state()
+    now = datetime.now(tz=NY)
+    store.set_trading_state(TradingState.ACTIVE, f"manual reset: {reason}", now, manual=False)
+    store.record_risk_event(
+        "manual_reset",
+        "warning",
+        f"{before.state.value if before else 'ACTIVE'} -> ACTIVE: {reason}",
+        now,
+    )
+    console.print(f"trading state: ACTIVE (was {before.state.value if before else 'ACTIVE'})")
+    store.dispose()
+
+
 if __name__ == "__main__":
     app()

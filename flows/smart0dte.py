@@ -12,11 +12,31 @@ from typing import Any
 from prefect import State, flow, get_run_logger
 from prefect.states import Completed
 
-from core.calendar import NY
-from flows.common import resolve_day, skip_reason
+from core.calendar import NY, closeout_time
+from flows.common import resolve_day, skip_reason, window_reason
 from tasks import steps
+from tasks.runtime import database_url as database_url_of
 
 DEFAULT_SEED = 7
+
+
+def _guard(flow_name: str, day: date, clock: str) -> str | None:
+    """Skip reason for this run: the trading day always; the flow's window on the wall clock.
+
+    With ``clock="simulated"`` the flow replays ``day`` at its own scheduled time, so only the
+    trading-day check applies; with ``clock="wall"`` (scheduled deployments) the calendar window
+    of the flow is checked against now, and ``day`` must be today.
+    """
+    if clock not in ("simulated", "wall"):
+        raise ValueError(f"clock must be 'simulated' or 'wall', got {clock!r}")
+    if (why := skip_reason(day)) is not None:
+        return why
+    if clock == "wall":
+        now = datetime.now(tz=NY)
+        if day != now.date():
+            raise ValueError(f"a wall-clock run acts on today ({now.date()}), not {day}")
+        return window_reason(flow_name, now)
+    return None
 
 
 @flow(name="market-open-scan", log_prints=False)
@@ -26,12 +46,13 @@ def market_open_scan(
     speed: float = 0.0,
     db_url: str | None = None,
     mode: str = "development",
+    clock: str = "simulated",
 ) -> dict[str, Any] | State:
     """09:35: reconcile with the broker, reset the daily state, scan chains and the regime."""
     d = resolve_day(day)
-    if (why := skip_reason(d)) is not None:
+    if (why := _guard("market-open-scan", d, clock)) is not None:
         return Completed(name="Skipped", message=why)
-    rt = steps.prepare(d, seed, time(9, 35), speed, db_url, mode)
+    rt = steps.prepare(d, seed, time(9, 35), speed, db_url, mode, clock)
     try:
         state = steps.start_session(rt)
         recon = steps.reconcile(rt)
@@ -48,18 +69,21 @@ def smart0dte_intraday(
     speed: float = 0.0,
     db_url: str | None = None,
     mode: str = "development",
+    clock: str = "simulated",
 ) -> dict[str, Any] | State:
     """Every 60 s from 09:45 to the close-out time: exits, risk, entries (one run per day)."""
     d = resolve_day(day)
-    if (why := skip_reason(d)) is not None:
+    if (why := _guard("smart0dte-intraday", d, clock)) is not None:
         return Completed(name="Skipped", message=why)
     log = get_run_logger()
-    rt = steps.prepare(d, seed, time(9, 40), speed, db_url, mode)
+    rt = steps.prepare(d, seed, time(9, 40), speed, db_url, mode, clock)
     try:
         steps.reconcile(rt)
         cfg = rt.smart
-        tick = datetime.combine(d, cfg.loop_start, tzinfo=NY)
         interval = timedelta(seconds=cfg.loop_interval_seconds)
+        tick = datetime.combine(d, cfg.loop_start, tzinfo=NY)
+        while tick < rt.clock.now() - interval:  # a late (wall-clock) start joins the next minute
+            tick += interval
         end = rt.session.closeout
         iterations = 0
         entries = exits = 0
@@ -92,15 +116,14 @@ def eod_closeout(
     speed: float = 0.0,
     db_url: str | None = None,
     mode: str = "development",
+    clock: str = "simulated",
 ) -> dict[str, Any] | State:
     """At close - 15 min (12:45 on early closes, else 15:45): flatten all 0DTE and verify flat."""
     d = resolve_day(day)
-    if (why := skip_reason(d)) is not None:
+    if (why := _guard("eod-closeout", d, clock)) is not None:
         return Completed(name="Skipped", message=why)
-    from core.calendar import closeout_time
-
     at = closeout_time(d)
-    rt = steps.prepare(d, seed, at.timetz().replace(tzinfo=None), speed, db_url, mode)
+    rt = steps.prepare(d, seed, at.time(), speed, db_url, mode, clock)
     try:
         steps.reconcile(rt)
         result = steps.closeout(rt)
@@ -117,12 +140,13 @@ def eod_report(
     db_url: str | None = None,
     out_dir: str = "reports",
     mode: str = "development",
+    clock: str = "simulated",
 ) -> dict[str, Any] | State:
     """16:15: markdown + table artifacts and the intraday P&L chart, also under reports/<date>/."""
     d = resolve_day(day)
-    if (why := skip_reason(d)) is not None:
+    if (why := _guard("eod-report", d, clock)) is not None:
         return Completed(name="Skipped", message=why)
-    rt = steps.prepare(d, seed, time(16, 15), 0.0, db_url, mode)
+    rt = steps.prepare(d, seed, time(16, 15), 0.0, db_url, mode, clock)
     try:
         return steps.report(rt, out_dir)
     finally:
@@ -138,10 +162,17 @@ def kill_switch(
     mode: str = "development",
     at: str | None = None,
 ) -> dict[str, Any]:
-    """HALTED (manual) and flatten both systems."""
+    """HALTED (manual) and flatten both systems; outside market hours HALTED alone is recorded.
+
+    ``at`` (HH:MM) replays the kill at that simulated time of ``day`` (development mode).
+    """
     d = resolve_day(day)
+    if skip_reason(d) is not None:
+        if at is not None:
+            raise ValueError(f"cannot replay a kill at {at} on {d}: {skip_reason(d)}")
+        return steps.halt(database_url_of(db_url), reason)
     start = time.fromisoformat(at) if at else datetime.now(tz=NY).time().replace(microsecond=0)
-    rt = steps.prepare(d, seed, start, 0.0, db_url, mode)
+    rt = steps.prepare(d, seed, start, 0.0, db_url, mode, "simulated" if at else "wall")
     try:
         return steps.kill(rt, reason)
     finally:

@@ -15,7 +15,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from core.calendar import NY
+from adapters.store import TradeStore
+from core.calendar import NY, is_market_open
 from core.models import SystemName, TradingMode, TradingState
 from tasks import trading
 from tasks.report import write_report
@@ -31,9 +32,18 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 @task(name="build-runtime", cache_policy=NO_CACHE)
 def prepare(
-    day: date, seed: int, start: time, speed: float, db_url: str | None, mode: str
+    day: date,
+    seed: int,
+    start: time,
+    speed: float,
+    db_url: str | None,
+    mode: str,
+    clock: str = "simulated",
 ) -> Runtime:
-    return build_runtime(day, seed, start, speed, db_url, TradingMode(mode))
+    """Adapters for one run; ``clock`` "simulated" starts at ``start``, "wall" follows real time."""
+    return build_runtime(
+        day, seed, start, speed, db_url, TradingMode(mode), simulated=clock != "wall"
+    )
 
 
 @task(name="reconcile", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -48,7 +58,11 @@ def reconcile(rt: Runtime) -> dict[str, Any]:
 
 @task(name="start-session", cache_policy=NO_CACHE)
 def start_session(rt: Runtime) -> str:
-    return trading.start_session(rt).value
+    """Reset or keep the trading state; a manual HALT with positions left flattens them now."""
+    state = trading.start_session(rt)
+    if state is TradingState.HALTED and rt.store.open_positions():
+        trading.flatten(rt, "HALTED: flatten deferred from a closed market")
+    return state.value
 
 
 @task(name="scan-candidates", cache_policy=NO_CACHE)
@@ -142,8 +156,27 @@ def kill(rt: Runtime, reason: str) -> dict[str, Any]:
     now = rt.clock.now()
     rt.store.set_trading_state(TradingState.HALTED, f"kill switch: {reason}", now, manual=True)
     rt.store.record_risk_event("kill_switch", "critical", reason, now)
+    if not is_market_open(now):
+        rt.store.record_risk_event(
+            "kill_switch", "critical", "market closed: flatten at the next open", now
+        )
+        return {"closed": [], "deferred": len(rt.store.open_positions())}
     results = trading.flatten(rt, f"kill: {reason}")
     return {"closed": [(r.client_order_id, r.status.value) for r in results]}
+
+
+@task(name="halt", cache_policy=NO_CACHE)
+def halt(db_url: str, reason: str) -> dict[str, Any]:
+    """HALTED (manual) in the ledger alone: for a kill on a day the market does not open."""
+    store = TradeStore(db_url)
+    try:
+        store.migrate()
+        now = datetime.now(tz=NY)
+        store.set_trading_state(TradingState.HALTED, f"kill switch: {reason}", now, manual=True)
+        store.record_risk_event("kill_switch", "critical", f"{reason} (market closed)", now)
+        return {"closed": [], "deferred": len(store.open_positions())}
+    finally:
+        store.dispose()
 
 
 @task(name="eod-report", cache_policy=NO_CACHE)
