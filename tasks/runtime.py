@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from typing import Any
 
 from adapters.clock import SimClock, WallClock
 from adapters.paper import PaperBroker, paper_url_for
@@ -39,6 +40,7 @@ class Runtime:
     store: TradeStore
     limits: RiskLimits = field(default_factory=RiskLimits)
     smart: Smart0DTEConfig = SMART_DEFAULT
+    publisher: Any = None  # tasks.events.Publisher when running under Prefect
 
     def close(self) -> None:
         self.store.dispose()

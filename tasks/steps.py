@@ -19,6 +19,8 @@ from adapters.store import TradeStore
 from core.calendar import NY, is_market_open
 from core.models import SystemName, TradingMode, TradingState
 from tasks import trading
+from tasks.events import Publisher, emit_halt
+from tasks.execution import ExecutionResult
 from tasks.report import write_report
 from tasks.runtime import Runtime, build_runtime
 
@@ -41,9 +43,20 @@ def prepare(
     clock: str = "simulated",
 ) -> Runtime:
     """Adapters for one run; ``clock`` "simulated" starts at ``start``, "wall" follows real time."""
-    return build_runtime(
+    rt = build_runtime(
         day, seed, start, speed, db_url, TradingMode(mode), simulated=clock != "wall"
     )
+    rt.publisher = Publisher(mode)
+    rt.publisher.prime(rt)
+    return rt
+
+
+def _publish(rt: Runtime, results: list[ExecutionResult] | None = None) -> None:
+    if rt.publisher is None:
+        return
+    if results:
+        rt.publisher.orders(results)
+    rt.publisher.risk(rt)
 
 
 @task(name="reconcile", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -53,6 +66,7 @@ def reconcile(rt: Runtime) -> dict[str, Any]:
     problems = trading.reconcile(rt)
     for p in problems:
         _logger().warning("reconciliation mismatch: %s", p)
+    _publish(rt, recovered)
     return {"recovered": len(recovered), "mismatches": problems}
 
 
@@ -61,7 +75,7 @@ def start_session(rt: Runtime) -> str:
     """Reset or keep the trading state; a manual HALT with positions left flattens them now."""
     state = trading.start_session(rt)
     if state is TradingState.HALTED and rt.store.open_positions():
-        trading.flatten(rt, "HALTED: flatten deferred from a closed market")
+        _publish(rt, trading.flatten(rt, "HALTED: flatten deferred from a closed market"))
     return state.value
 
 
@@ -107,6 +121,7 @@ def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
     entries: list[Any] = []
     if change.state is TradingState.ACTIVE:
         plan, entries = trading.enter(rt, obs)
+    _publish(rt, [*exits, *entries])
     return {
         "at": at.isoformat(),
         "state": change.state.value,
@@ -126,7 +141,10 @@ def closeout(rt: Runtime, attempts: int = 3) -> dict[str, Any]:
         if not open_now:
             break
         log.info("close-out attempt %d: %d positions", attempt, len(open_now))
-        trading.flatten(rt, "closeout: 0DTE book must be flat", systems=[SystemName.SMART0DTE])
+        _publish(
+            rt,
+            trading.flatten(rt, "closeout: 0DTE book must be flat", systems=[SystemName.SMART0DTE]),
+        )
         rt.clock.sleep_until(rt.clock.now() + timedelta(seconds=5))
     left = rt.store.open_positions(SystemName.SMART0DTE)
     broker_0dte = [
@@ -148,6 +166,7 @@ def closeout(rt: Runtime, attempts: int = 3) -> dict[str, Any]:
             f"{len(left)} ledger positions and {len(broker_0dte)} broker legs still open",
             now,
         )
+    _publish(rt)
     return {"flat": flat, "ledger_open": len(left), "broker_legs": len(broker_0dte)}
 
 
@@ -160,8 +179,10 @@ def kill(rt: Runtime, reason: str) -> dict[str, Any]:
         rt.store.record_risk_event(
             "kill_switch", "critical", "market closed: flatten at the next open", now
         )
+        _publish(rt)
         return {"closed": [], "deferred": len(rt.store.open_positions())}
     results = trading.flatten(rt, f"kill: {reason}")
+    _publish(rt, results)
     return {"closed": [(r.client_order_id, r.status.value) for r in results]}
 
 
@@ -174,6 +195,7 @@ def halt(db_url: str, reason: str) -> dict[str, Any]:
         now = datetime.now(tz=NY)
         store.set_trading_state(TradingState.HALTED, f"kill switch: {reason}", now, manual=True)
         store.record_risk_event("kill_switch", "critical", f"{reason} (market closed)", now)
+        emit_halt("development", reason)
         return {"closed": [], "deferred": len(store.open_positions())}
     finally:
         store.dispose()
