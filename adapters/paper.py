@@ -113,7 +113,8 @@ class PaperBroker:
         self._cfg = config or PaperConfig()
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self._engine = sa.create_engine(url)
+        sqlite = url.startswith("sqlite")
+        self._engine = sa.create_engine(url, connect_args={"timeout": 30} if sqlite else {})
         _META.create_all(self._engine)
         self._lock = threading.RLock()
         self._quote_cache: dict[tuple[str, date, datetime], ChainSnapshot] = {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -73,6 +74,7 @@ from core.models import (
     Spread,
     StructureKind,
     SystemName,
+    TradingMode,
     TradingState,
     require_aware,
 )
@@ -83,6 +85,9 @@ if TYPE_CHECKING:
 NEW_YORK: Final = ZoneInfo("America/New_York")
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 SEVERITIES: Final = ("info", "warning", "critical")
+BACKUP_KINDS: Final = ("sqlite", "postgresql")
+BACKUP_STATUSES: Final = ("ok", "failed")
+APPROVAL_DECISIONS: Final = ("pending", "approve", "reject", "expired")
 
 _Q4 = Decimal("0.0001")
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -392,6 +397,61 @@ class TradingStateRecord(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
+class BackupRecord(Base):
+    """One backup attempt (``adapters.backup``): ok = restore-verified, failed = rejected."""
+
+    __tablename__ = "backups"
+    __table_args__ = (
+        CheckConstraint("url_kind IN ('sqlite', 'postgresql')", name="url_kind"),
+        CheckConstraint("status IN ('ok', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    url_kind: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    verified: Mapped[bool] = mapped_column(Boolean)
+    row_counts: Mapped[str] = mapped_column(Text)  # JSON object {table: rows}
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str] = mapped_column(Text)
+
+
+class ApprovalRecord(Base):
+    """A human approval asked for an order intent (tiers T2/T3 in live mode)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        CheckConstraint("decision IN ('pending', 'approve', 'reject', 'expired')", name="decision"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_order_id: Mapped[str] = mapped_column(String(64), index=True)
+    system: Mapped[SystemName] = _system()
+    tier: Mapped[str] = mapped_column(String(8))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decision: Mapped[str] = mapped_column(String(16), index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class ModeChangeRecord(Base):
+    """A requested or applied switch between trading modes (development/testing/live)."""
+
+    __tablename__ = "mode_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    from_mode: Mapped[TradingMode] = mapped_column(EnumText(TradingMode, 16))
+    to_mode: Mapped[TradingMode] = mapped_column(EnumText(TradingMode, 16))
+    who: Mapped[str] = mapped_column(String(128))
+    why: Mapped[str] = mapped_column(Text)
+    approved: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))
+
+
 # --------------------------------------------------------------------------------------------
 # Values returned by the repository
 # --------------------------------------------------------------------------------------------
@@ -447,6 +507,45 @@ class DailyPnlRow:
     unrealized: Decimal
     commissions: Decimal
     trades: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRow:
+    id: int
+    at: datetime
+    url_kind: str
+    path: str
+    size_bytes: int
+    sha256: str
+    verified: bool
+    row_counts: dict[str, int]
+    status: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    id: int
+    client_order_id: str
+    system: SystemName
+    tier: str
+    requested_at: datetime
+    decided_at: datetime | None
+    decision: str
+    decided_by: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChangeRow:
+    id: int
+    at: datetime
+    from_mode: TradingMode
+    to_mode: TradingMode
+    who: str
+    why: str
+    approved: bool
+    status: str
 
 
 # --------------------------------------------------------------------------------------------
@@ -1203,6 +1302,200 @@ class TradeStore:
                     unrealized=row.unrealized,
                     commissions=row.commissions,
                     trades=row.trades,
+                )
+                for row in session.scalars(stmt)
+            ]
+
+    # -- backups ----------------------------------------------------------------------------
+
+    def record_backup(
+        self,
+        *,
+        at: datetime,
+        url_kind: str,
+        path: str,
+        size_bytes: int,
+        sha256: str,
+        verified: bool,
+        row_counts: Mapping[str, int],
+        status: str,
+        message: str = "",
+    ) -> int:
+        """Append one backup attempt; returns its id. ``status`` "ok" requires ``verified``."""
+        require_aware(at, "at")
+        if url_kind not in BACKUP_KINDS:
+            raise ValueError(f"url_kind must be one of {BACKUP_KINDS}, got {url_kind!r}")
+        if status not in BACKUP_STATUSES:
+            raise ValueError(f"status must be one of {BACKUP_STATUSES}, got {status!r}")
+        if status == "ok" and not verified:
+            raise ValueError("a backup can only be recorded ok once it is verified")
+        counts = {str(k): int(v) for k, v in sorted(row_counts.items())}
+        with self._write() as session:
+            row = BackupRecord(
+                at=at,
+                url_kind=url_kind,
+                path=path,
+                size_bytes=int(size_bytes),
+                sha256=sha256,
+                verified=verified,
+                row_counts=json.dumps(counts, separators=(",", ":")),
+                status=status,
+                message=message,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def backups(self, limit: int | None = None) -> list[BackupRow]:
+        """Backup attempts, newest first (ok and failed alike; filter on ``status``)."""
+        stmt = select(BackupRecord).order_by(BackupRecord.at.desc(), BackupRecord.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as session:
+            return [
+                BackupRow(
+                    id=row.id,
+                    at=row.at,
+                    url_kind=row.url_kind,
+                    path=row.path,
+                    size_bytes=row.size_bytes,
+                    sha256=row.sha256,
+                    verified=row.verified,
+                    row_counts={str(k): int(v) for k, v in json.loads(row.row_counts).items()},
+                    status=row.status,
+                    message=row.message,
+                )
+                for row in session.scalars(stmt)
+            ]
+
+    # -- approvals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _approval(row: ApprovalRecord) -> ApprovalRow:
+        return ApprovalRow(
+            id=row.id,
+            client_order_id=row.client_order_id,
+            system=row.system,
+            tier=row.tier,
+            requested_at=row.requested_at,
+            decided_at=row.decided_at,
+            decision=row.decision,
+            decided_by=row.decided_by,
+            reason=row.reason,
+        )
+
+    def record_approval(
+        self,
+        client_order_id: str,
+        system: SystemName,
+        tier: str,
+        requested_at: datetime,
+        reason: str = "",
+    ) -> int:
+        """Append a pending approval request for an intent; returns its id."""
+        require_aware(requested_at, "requested_at")
+        with self._write() as session:
+            row = ApprovalRecord(
+                client_order_id=client_order_id,
+                system=SystemName(system),
+                tier=tier,
+                requested_at=requested_at,
+                decided_at=None,
+                decision="pending",
+                decided_by=None,
+                reason=reason,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def update_approval(
+        self,
+        approval_id: int,
+        decision: str,
+        decided_by: str,
+        decided_at: datetime,
+        reason: str = "",
+    ) -> ApprovalRow:
+        """Decide a pending approval (approve / reject / expired); returns the stored row.
+
+        Unknown id -> KeyError. Repeating the same decision returns the stored row unchanged
+        (a retried task); changing a decision already taken -> ValueError. A non-empty
+        ``reason`` replaces the one stored with the request.
+        """
+        require_aware(decided_at, "decided_at")
+        if decision not in APPROVAL_DECISIONS or decision == "pending":
+            raise ValueError(f"decision must be one of {APPROVAL_DECISIONS[1:]}, got {decision!r}")
+        with self._write() as session:
+            row = session.get(ApprovalRecord, approval_id, with_for_update=True)
+            if row is None:
+                raise KeyError(f"unknown approval {approval_id!r}")
+            if row.decision != "pending":
+                if row.decision == decision:
+                    return self._approval(row)
+                raise ValueError(f"approval {approval_id} is already decided: {row.decision}")
+            row.decision = decision
+            row.decided_by = decided_by
+            row.decided_at = decided_at
+            if reason:
+                row.reason = reason
+            session.flush()
+            return self._approval(row)
+
+    def approvals(
+        self, day: date | None = None, client_order_id: str | None = None
+    ) -> list[ApprovalRow]:
+        """Approvals requested on the New York ``day`` (all without one), oldest first."""
+        stmt = select(ApprovalRecord).order_by(ApprovalRecord.requested_at, ApprovalRecord.id)
+        if day is not None:
+            stmt = stmt.where(_on_day(ApprovalRecord.requested_at, day))
+        if client_order_id is not None:
+            stmt = stmt.where(ApprovalRecord.client_order_id == client_order_id)
+        with self._read() as session:
+            return [self._approval(row) for row in session.scalars(stmt)]
+
+    # -- mode changes -----------------------------------------------------------------------
+
+    def record_mode_change(
+        self,
+        at: datetime,
+        from_mode: TradingMode,
+        to_mode: TradingMode,
+        who: str,
+        why: str,
+        approved: bool,
+        status: str,
+    ) -> int:
+        """Append a mode change (requested, refused or applied: ``status``); returns its id."""
+        require_aware(at, "at")
+        with self._write() as session:
+            row = ModeChangeRecord(
+                at=at,
+                from_mode=TradingMode(from_mode),
+                to_mode=TradingMode(to_mode),
+                who=who,
+                why=why,
+                approved=approved,
+                status=status,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def mode_changes(self) -> list[ModeChangeRow]:
+        """Every mode change, oldest first."""
+        stmt = select(ModeChangeRecord).order_by(ModeChangeRecord.at, ModeChangeRecord.id)
+        with self._read() as session:
+            return [
+                ModeChangeRow(
+                    id=row.id,
+                    at=row.at,
+                    from_mode=row.from_mode,
+                    to_mode=row.to_mode,
+                    who=row.who,
+                    why=row.why,
+                    approved=row.approved,
+                    status=row.status,
                 )
                 for row in session.scalars(stmt)
             ]

@@ -22,6 +22,12 @@ app = typer.Typer(help="dte-trader: Smart-0DTE and Mag7-7DTE on Prefect 3", no_a
 console = Console()
 
 
+def _mount() -> None:
+    from cli.backup import backup_app
+
+    app.add_typer(backup_app, name="backup", help="daily backup and restore of the ledger")
+
+
 def _prefect_env(home: Path) -> None:
     """Quiet, self-contained Prefect defaults for local runs (kept if the user set them)."""
     os.environ.setdefault("PREFECT_HOME", str(home.resolve()))
@@ -252,6 +258,8 @@ def reset(
     console.print(f"trading state: ACTIVE (was {before.state.value if before else 'ACTIVE'})")
     store.dispose()
 
+
+_mount()
 
 if __name__ == "__main__":
     app()

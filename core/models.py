@@ -114,6 +114,7 @@ class IntentAction(StrEnum):
 
 class IntentStatus(StrEnum):
     PENDING = "PENDING"  # persisted, not yet acknowledged by the broker
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # T2/T3 entry waiting for a human decision
     SUBMITTED = "SUBMITTED"  # the broker holds a working order for it
     FILLED = "FILLED"
     CANCELLED = "CANCELLED"  # walked to the worst price unfilled, then cancelled
@@ -123,7 +124,11 @@ class IntentStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (IntentStatus.PENDING, IntentStatus.SUBMITTED)
+        return self not in (
+            IntentStatus.PENDING,
+            IntentStatus.SUBMITTED,
+            IntentStatus.AWAITING_APPROVAL,
+        )
 
 
 class OrderStatus(StrEnum):

@@ -13,6 +13,7 @@ from prefect import State, flow, get_run_logger
 from prefect.states import Completed
 
 from core.calendar import NY, closeout_time
+from flows.approvals import approval_requester
 from flows.common import resolve_day, skip_reason, window_reason
 from tasks import steps
 from tasks.runtime import database_url as database_url_of
@@ -70,13 +71,29 @@ def smart0dte_intraday(
     db_url: str | None = None,
     mode: str = "development",
     clock: str = "simulated",
+    approvals: bool | None = None,
+    approval_timeout_seconds: int = 300,
 ) -> dict[str, Any] | State:
-    """Every 60 s from 09:45 to the close-out time: exits, risk, entries (one run per day)."""
+    """Every 60 s from 09:45 to the close-out time: exits, risk, entries (one run per day).
+
+    ``approvals`` (default: on in live mode only) sends T2/T3 entries to a human through one
+    ``approve-entry`` run each; the loop keeps managing exits while they wait.
+    """
     d = resolve_day(day)
     if (why := _guard("smart0dte-intraday", d, clock)) is not None:
         return Completed(name="Skipped", message=why)
     log = get_run_logger()
     rt = steps.prepare(d, seed, time(9, 40), speed, db_url, mode, clock)
+    rt.approvals_enabled = mode == "live" if approvals is None else approvals
+    if rt.approvals_enabled:
+        rt.approval_timeout = timedelta(seconds=approval_timeout_seconds)
+        url = rt.store.engine.url
+        # never put a password into flow parameters (they are stored by the API): without one in
+        # the URL it is passed on, otherwise the approval run resolves $DTE_DATABASE_URL itself
+        rt.approval_requester = approval_requester(
+            url.render_as_string(hide_password=False) if url.password is None else None,
+            approval_timeout_seconds,
+        )
     try:
         steps.reconcile(rt)
         cfg = rt.smart

@@ -141,6 +141,9 @@ def execute_intent(
     stored = store.intent_by_client_id(cid)
     if stored is None:
         store.save_intent(intent)
+    elif stored.status is IntentStatus.AWAITING_APPROVAL:
+        # only an approval moves it on (tasks.approvals sets PENDING first): never submit here
+        return ExecutionResult(cid, stored.status, 0, None, "awaiting approval", False)
     elif stored.status.is_terminal:
         done = store.fills(client_order_id=cid)
         qty = sum(f.quantity for f in done)

@@ -8,8 +8,9 @@ see the same market for the same (date, seed).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from adapters.clock import SimClock, WallClock
@@ -17,8 +18,9 @@ from adapters.paper import PaperBroker, paper_url_for
 from adapters.ports import Broker, Clock, MarketData
 from adapters.simulator import SimulatedMarket
 from adapters.store import TradeStore
+from core.approvals import ApprovalTier, TierRules
 from core.calendar import NY, Session, session
-from core.models import RiskLimits, TradingMode
+from core.models import OrderIntent, RiskLimits, TradingMode
 from systems.smart0dte.config import DEFAULT as SMART_DEFAULT
 from systems.smart0dte.config import Smart0DTEConfig
 
@@ -41,6 +43,11 @@ class Runtime:
     limits: RiskLimits = field(default_factory=RiskLimits)
     smart: Smart0DTEConfig = SMART_DEFAULT
     publisher: Any = None  # tasks.events.Publisher when running under Prefect
+    approvals_enabled: bool = False  # T2/T3 entries wait for a human (default on in live)
+    tier_rules: TierRules = field(default_factory=TierRules)
+    approval_timeout: timedelta = timedelta(minutes=5)  # 0DTE; Mag7 uses 30 min
+    # called with (intent, approval_id, tier, summary markdown) to ask a human; set by the flow
+    approval_requester: Callable[[OrderIntent, int, ApprovalTier, str], None] | None = None
 
     def close(self) -> None:
         self.store.dispose()

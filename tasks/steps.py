@@ -116,12 +116,13 @@ def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
     """One loop iteration: observe, exits, risk, entries. Exits run even when entries may not."""
     obs = trading.observe(rt, at)
     exits = trading.manage_exits(rt, obs)
+    approved = trading.process_approvals(rt)
     change = trading.update_risk(rt, obs)
     plan = None
     entries: list[Any] = []
     if change.state is TradingState.ACTIVE:
         plan, entries = trading.enter(rt, obs)
-    _publish(rt, [*exits, *entries])
+    _publish(rt, [*exits, *approved, *entries])
     return {
         "at": at.isoformat(),
         "state": change.state.value,
@@ -130,6 +131,14 @@ def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
         "exits": [(r.client_order_id, r.status.value) for r in exits],
         "skipped_quotes": len(obs.skipped_quotes),
     }
+
+
+@task(name="expire-approvals", cache_policy=NO_CACHE)
+def expire_approvals(rt: Runtime) -> int:
+    """At the end of the loop every pending approval of the day expires (recorded)."""
+    done = trading.process_approvals(rt, closing=True)
+    _publish(rt, done)
+    return len(done)
 
 
 @task(name="closeout", cache_policy=NO_CACHE)

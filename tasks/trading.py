@@ -13,7 +13,8 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from adapters.ports import MarketDataError
-from core.calendar import session
+from core.approvals import TierAssessment, classify
+from core.calendar import NY, session
 from core.chains import ChainError, analyze_chain, combo_quote
 from core.exits import ExitReason
 from core.marketdata import ChainSnapshot
@@ -30,7 +31,13 @@ from core.models import (
 from core.orders import close_intent, open_intent
 from core.risk import RiskSnapshot, StateChange, check_intent, evaluate_state, exposures, loss_level
 from systems.smart0dte.signals import UnderlyingView
-from systems.smart0dte.strategy import BookEntry, IterationPlan, plan_entries, plan_exits
+from systems.smart0dte.strategy import (
+    BookEntry,
+    EntryPlan,
+    IterationPlan,
+    plan_entries,
+    plan_exits,
+)
 from tasks.execution import ERROR_KINDS, ExecutionResult, execute_intent
 from tasks.runtime import Runtime
 
@@ -256,12 +263,18 @@ def _book(rt: Runtime) -> list[BookEntry]:
     return book
 
 
-def risk_snapshot(rt: Runtime, total_pnl: Decimal) -> RiskSnapshot:
+def risk_snapshot(rt: Runtime, total_pnl: Decimal, exclude: str | None = None) -> RiskSnapshot:
     pending = [
         s.intent
         for s in rt.store.intents(
-            day=rt.session.day, statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)
+            day=rt.session.day,
+            statuses=(
+                IntentStatus.PENDING,
+                IntentStatus.SUBMITTED,
+                IntentStatus.AWAITING_APPROVAL,
+            ),
         )
+        if s.intent.client_order_id != exclude
     ]
     return RiskSnapshot(
         state=current_state(rt),
@@ -300,14 +313,80 @@ def enter(rt: Runtime, obs: Observation) -> tuple[IterationPlan, list[ExecutionR
             obs.now,
             entry.signal.reason,
         )
+        if rt.store.intent_by_client_id(intent.client_order_id) is not None:
+            # a rerun re-derived an intent this day already has: the order path decides
+            results.append(
+                execute_intent(
+                    intent, rt.broker, rt.store, rt.clock, rt.smart.walk, entry.signal.kind
+                )
+            )
+            continue
         decision = check_intent(intent, risk_snapshot(rt, realized + unrealized), rt.limits)
         if not decision.approved:
             deny(rt, intent, decision.reasons)
             continue
+        if rt.approvals_enabled:
+            assessment = classify(
+                intent.max_loss,
+                rt.limits.max_position_size,
+                entry.signal.confidence,
+                obs.vix_last,
+                rt.tier_rules,
+            )
+            if assessment.tier.needs_approval:
+                request_approval(rt, intent, entry, assessment)
+                continue
         results.append(
             execute_intent(intent, rt.broker, rt.store, rt.clock, rt.smart.walk, entry.signal.kind)
         )
     return plan, results
+
+
+def request_approval(
+    rt: Runtime, intent: OrderIntent, entry: EntryPlan, assessment: TierAssessment
+) -> int:
+    """Persist the intent as AWAITING_APPROVAL and a pending approval; ask for a decision.
+
+    Never blocks: the decision arrives later (``process_approvals`` on a later iteration).
+    """
+    rt.store.save_intent(intent)
+    rt.store.set_intent_status(
+        intent.client_order_id,
+        IntentStatus.AWAITING_APPROVAL,
+        f"{assessment.tier.value}: {'; '.join(assessment.reasons)}",
+        at=rt.clock.now(),
+    )
+    approval_id = rt.store.record_approval(
+        intent.client_order_id,
+        intent.system,
+        assessment.tier.value,
+        rt.clock.now(),
+        "; ".join(assessment.reasons),
+    )
+    summary = approval_summary(intent, entry, assessment)
+    if rt.approval_requester is not None:
+        rt.approval_requester(intent, approval_id, assessment.tier, summary)
+    log.info("%s awaits %s approval", intent.client_order_id, assessment.tier.value)
+    return approval_id
+
+
+def approval_summary(intent: OrderIntent, entry: EntryPlan, assessment: TierAssessment) -> str:
+    """What the approver sees in the Prefect UI: signal, structure, size, max loss, reasons."""
+    sig = entry.signal
+    lines = [
+        f"## {assessment.tier.value} approval: {intent.system.value} {sig.kind.value} "
+        f"{sig.direction.value} on {sig.underlying}",
+        "",
+        f"- structure: **{intent.spread.describe()}** x {intent.quantity}",
+        f"- limit {intent.limit_price} (mid), worst {intent.worst_price} (natural)",
+        f"- max loss: **${intent.max_loss:,.2f}**",
+        f"- confidence {sig.confidence:.2f}; signal: {sig.reason}",
+        f"- why approval: {'; '.join(assessment.reasons)}",
+        f"- client order id `{intent.client_order_id}`",
+    ]
+    if assessment.tier.needs_reason:
+        lines.append("- **T3: approving requires a reason**")
+    return "\n".join(lines)
 
 
 def deny(rt: Runtime, intent: OrderIntent, reasons: tuple[str, ...]) -> None:
@@ -417,3 +496,78 @@ def start_session(rt: Runtime) -> TradingState:
         )
         return TradingState.ACTIVE
     return row.state
+
+
+def _decide(rt: Runtime, approval_id: int, decision: str, who: str, reason: str) -> str:
+    """Record a decision unless one was taken meanwhile; return the decision that stands."""
+    try:
+        return rt.store.update_approval(
+            approval_id, decision, who, rt.clock.now().astimezone(NY), reason
+        ).decision
+    except ValueError:  # decided in the meantime (the approver answered first)
+        rows = [a for a in rt.store.approvals() if a.id == approval_id]
+        return rows[0].decision if rows else decision
+
+
+def process_approvals(rt: Runtime, closing: bool = False) -> list[ExecutionResult]:
+    """Act on decided approvals: approve -> risk re-check -> execute once; reject/expired -> end.
+
+    A pending approval past its timeout, after the entry cut-off, or at the end of the loop
+    (``closing``) expires here; the approval flow records its own timeout the same way.
+    """
+    now = rt.clock.now()
+    cutoff = rt.session.entry_cutoff(
+        rt.smart.entry_cutoff, rt.smart.entry_cutoff_before_close_minutes
+    )
+    results: list[ExecutionResult] = []
+    awaiting = rt.store.intents(day=rt.session.day, statuses=(IntentStatus.AWAITING_APPROVAL,))
+    for stored in awaiting:
+        intent = stored.intent
+        cid = intent.client_order_id
+        rows = rt.store.approvals(client_order_id=cid)
+        if not rows:
+            rt.store.set_intent_status(
+                cid, IntentStatus.DENIED, "no approval request found", at=now
+            )
+            continue
+        row = rows[-1]
+        decision = row.decision
+        if decision == "pending":
+            late = now - row.requested_at > rt.approval_timeout
+            if closing or late or now >= cutoff:
+                why = "loop ended" if closing else ("timed out" if late else "entry cut-off")
+                decision = _decide(rt, row.id, "expired", "dte-trader", why)
+        if decision == "pending":
+            continue
+        if decision == "expired":
+            rt.store.set_intent_status(
+                cid, IntentStatus.EXPIRED, f"approval {row.tier} expired", at=now
+            )
+            rt.store.record_risk_event(
+                "approval_expired", "warning", f"{cid}: no decision in time", now, intent.system
+            )
+            continue
+        if decision == "reject":
+            text = f"approval rejected by {row.decided_by or 'approver'}: {row.reason}"
+            rt.store.set_intent_status(cid, IntentStatus.DENIED, text, at=now)
+            rt.store.record_risk_event("approval_rejected", "info", f"{cid}: {text}", now)
+            continue
+        # approved: the world may have changed since the request, so check every limit again
+        realized, unrealized = daily_pnl(rt, marks(rt, rt.store.open_positions(), None))
+        snap = risk_snapshot(rt, realized + unrealized, exclude=cid)  # not itself
+        check = check_intent(intent, snap, rt.limits)
+        if not check.approved or now >= cutoff:
+            reasons = check.reasons or ("approved after the entry cut-off",)
+            rt.store.set_intent_status(
+                cid, IntentStatus.DENIED, "approved, then " + "; ".join(reasons), at=now
+            )
+            continue
+        rt.store.set_intent_status(
+            cid, IntentStatus.PENDING, f"approved by {row.decided_by}", at=now
+        )
+        results.append(
+            execute_intent(
+                intent, rt.broker, rt.store, rt.clock, rt.smart.walk, signal_kind_of(rt, intent)
+            )
+        )
+    return results

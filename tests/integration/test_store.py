@@ -705,9 +705,12 @@ def test_table_row_counts_when_rows_written_then_every_table_counted(store: Trad
 
     assert set(counts) == set(Base.metadata.tables)
     assert counts == {
+        "approvals": 0,
+        "backups": 0,
         "daily_pnl": 1,
         "fills": 1,
         "intents": 1,
+        "mode_changes": 0,
         "order_events": 2,
         "orders": 1,
         "pnl_marks": 1,
