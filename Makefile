@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null)
 DATE ?= 2026-11-27
 SEED ?= 21
 
-.PHONY: demo test lint types imports pytest bench lock venv venv-bench clean
+.PHONY: demo test lint types imports pytest bench lock venv venv-bench clean deploy server worker
 
 # Bootstrap uv (from PyPI) if missing, then create .venv from the hashed lock.
 $(VENV)/.synced-%: requirements/%.lock
@@ -39,6 +39,22 @@ pytest: venv
 	$(VENV)/bin/pytest -q
 
 test: lint types imports pytest
+
+# Prefect on this machine (README "Deployments"): `make server` and `make worker` in two terminals
+# (on a host: deployments/systemd/), then `make deploy`. UI: http://127.0.0.1:4200
+NOTRACK := DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
+LOCAL_API := http://127.0.0.1:4200/api
+
+deploy: venv
+	VENV=$(VENV) deployments/deploy.sh
+
+server: venv
+	$(NOTRACK) PREFECT_HOME=$(CURDIR)/var/prefect-server \
+	  $(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200 --analytics-off
+
+worker: venv
+	$(NOTRACK) PREFECT_API_URL=$${PREFECT_API_URL:-$(LOCAL_API)} DTE_HOME=$(CURDIR) \
+	  $(VENV)/bin/prefect worker start --pool dte-process
 
 bench: venv-bench
 	$(PY) bench/pricing.py

@@ -24,12 +24,16 @@ console = Console()
 
 def _mount() -> None:
     from cli.backup import backup_app
+    from cli.blocks import blocks_app, mode_app
 
     app.add_typer(backup_app, name="backup", help="daily backup and restore of the ledger")
+    app.add_typer(blocks_app, name="blocks")
+    app.add_typer(mode_app, name="mode")
 
 
 def _prefect_env(home: Path) -> None:
     """Quiet, self-contained Prefect defaults for local runs (kept if the user set them)."""
+    home.mkdir(parents=True, exist_ok=True)  # Prefect does not create PREFECT_HOME's parents
     os.environ.setdefault("PREFECT_HOME", str(home.resolve()))
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -13,6 +13,7 @@ from core.calendar import NY, NotATradingDay, Session, next_trading_day, session
 
 CLOSEOUT_TOLERANCE = timedelta(minutes=10)
 REPORT_EARLIEST = time(16, 0)
+HEALTH_WINDOW = (time(9, 0), time(16, 30))
 
 
 def resolve_day(day: date | str | None, now: datetime | None = None) -> date:
@@ -45,6 +46,7 @@ def window_reason(flow_name: str, now: datetime) -> str | None:
     * eod-closeout: only within 10 minutes of that day's close-out (12:45 on an early close,
       15:45 on a full day), so one of its two daily cron runs is always skipped;
     * eod-report: from 16:00 (after any close) to midnight;
+    * health-check: 09:00-16:30 on trading days;
     * anything: not on a non-trading day.
     """
     day = now.astimezone(NY).date()
@@ -64,6 +66,11 @@ def window_reason(flow_name: str, now: datetime) -> str | None:
         return (
             f"close-out is at {sess.closeout:%H:%M} today ({kind}), not {now.astimezone(NY):%H:%M}"
         )
+    if flow_name == "health-check":
+        first, last = HEALTH_WINDOW
+        if first <= now.astimezone(NY).time() <= last:
+            return None
+        return f"health checks run {first:%H:%M}-{last:%H:%M} on trading days"
     if flow_name == "eod-report":
         if now.astimezone(NY).time() >= REPORT_EARLIEST:
             return None

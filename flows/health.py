@@ -14,6 +14,7 @@ from prefect import State, flow, get_run_logger
 from prefect.states import Completed
 
 from core.calendar import NY, is_trading_day, previous_trading_day
+from flows.common import window_reason
 from tasks import health_steps
 
 
@@ -24,8 +25,12 @@ def health_check(
     mode: str = "development",
     work_pool: str = "dte-process",
     check_worker: bool = True,
+    guard: bool = True,
 ) -> dict[str, Any] | State:
+    """Probe everything now; with ``guard`` (scheduled runs) only on trading days 09:00-16:30."""
     now = datetime.now(tz=NY)
+    if guard and (why := window_reason("health-check", now)) is not None:
+        return Completed(name="Skipped", message=why)
     today = now.date()
     day = today if is_trading_day(today) else previous_trading_day(today)
     rt = health_steps.prepare_wall(day, seed, db_url, mode)
