@@ -46,7 +46,7 @@ def market_open_scan(
     seed: int = DEFAULT_SEED,
     speed: float = 0.0,
     db_url: str | None = None,
-    mode: str = "development",
+    mode: str | None = None,
     clock: str = "simulated",
 ) -> dict[str, Any] | State:
     """09:35: reconcile with the broker, reset the daily state, scan chains and the regime."""
@@ -69,14 +69,15 @@ def smart0dte_intraday(
     seed: int = DEFAULT_SEED,
     speed: float = 0.0,
     db_url: str | None = None,
-    mode: str = "development",
+    mode: str | None = None,
     clock: str = "simulated",
     approvals: bool | None = None,
-    approval_timeout_seconds: int = 300,
+    approval_timeout_seconds: int | None = None,
 ) -> dict[str, Any] | State:
     """Every 60 s from 09:45 to the close-out time: exits, risk, entries (one run per day).
 
-    ``approvals`` (default: on in live mode only) sends T2/T3 entries to a human through one
+    ``mode`` defaults to the active mode (Prefect Variable ``dte-mode``), read once here;
+    ``approvals`` (default from the mode's trading settings: on in live only) sends T2/T3 entries to a human through one
     ``approve-entry`` run each; the loop keeps managing exits while they wait.
     """
     d = resolve_day(day)
@@ -84,15 +85,17 @@ def smart0dte_intraday(
         return Completed(name="Skipped", message=why)
     log = get_run_logger()
     rt = steps.prepare(d, seed, time(9, 40), speed, db_url, mode, clock)
-    rt.approvals_enabled = mode == "live" if approvals is None else approvals
-    if rt.approvals_enabled:
+    if approvals is not None:  # else the mode's trading settings decide (on in live)
+        rt.approvals_enabled = approvals
+    if approval_timeout_seconds is not None:
         rt.approval_timeout = timedelta(seconds=approval_timeout_seconds)
+    if rt.approvals_enabled:
         url = rt.store.engine.url
         # never put a password into flow parameters (they are stored by the API): without one in
         # the URL it is passed on, otherwise the approval run resolves $DTE_DATABASE_URL itself
         rt.approval_requester = approval_requester(
             url.render_as_string(hide_password=False) if url.password is None else None,
-            approval_timeout_seconds,
+            int(rt.approval_timeout.total_seconds()),
         )
     try:
         steps.reconcile(rt)
@@ -132,7 +135,7 @@ def eod_closeout(
     seed: int = DEFAULT_SEED,
     speed: float = 0.0,
     db_url: str | None = None,
-    mode: str = "development",
+    mode: str | None = None,
     clock: str = "simulated",
 ) -> dict[str, Any] | State:
     """At close - 15 min (12:45 on early closes, else 15:45): flatten all 0DTE and verify flat."""
@@ -156,7 +159,7 @@ def eod_report(
     seed: int = DEFAULT_SEED,
     db_url: str | None = None,
     out_dir: str = "reports",
-    mode: str = "development",
+    mode: str | None = None,
     clock: str = "simulated",
 ) -> dict[str, Any] | State:
     """16:15: markdown + table artifacts and the intraday P&L chart, also under reports/<date>/."""
@@ -176,7 +179,7 @@ def kill_switch(
     day: date | None = None,
     seed: int = DEFAULT_SEED,
     db_url: str | None = None,
-    mode: str = "development",
+    mode: str | None = None,
     at: str | None = None,
 ) -> dict[str, Any]:
     """HALTED (manual) and flatten both systems; outside market hours HALTED alone is recorded.

@@ -7,6 +7,7 @@ order path is idempotent by client_order_id.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from adapters.store import TradeStore
+from blocks.registry import active_mode, load_mode_blocks
 from core.calendar import NY, is_market_open
 from core.models import SystemName, TradingMode, TradingState
 from tasks import trading
@@ -39,14 +41,34 @@ def prepare(
     start: time,
     speed: float,
     db_url: str | None,
-    mode: str,
+    mode: str | None,
     clock: str = "simulated",
 ) -> Runtime:
-    """Adapters for one run; ``clock`` "simulated" starts at ``start``, "wall" follows real time."""
-    rt = build_runtime(
-        day, seed, start, speed, db_url, TradingMode(mode), simulated=clock != "wall"
+    """Adapters and settings for one run, read once at its start.
+
+    ``mode`` None reads the active mode (Prefect Variable ``dte-mode``). The mode's trading
+    settings block supplies risk limits, Smart-0DTE overrides, approval tiers and timeouts; in
+    development, missing block documents mean the embedded defaults. ``clock`` "simulated" starts
+    at ``start``, "wall" follows real time.
+    """
+    trading_mode = TradingMode(mode) if mode else active_mode()
+    blocks = load_mode_blocks(trading_mode)
+    if trading_mode is not TradingMode.DEVELOPMENT and not blocks.ready:
+        raise ValueError(f"{trading_mode.value} blocks incomplete: {'; '.join(blocks.problems())}")
+    # the ledger: the parameter, else $DTE_DATABASE_URL, else the mode's storage block
+    url = (
+        db_url
+        or os.environ.get("DTE_DATABASE_URL")
+        or blocks.storage.database_url.get_secret_value()
     )
-    rt.publisher = Publisher(mode)
+    rt = build_runtime(day, seed, start, speed, url, trading_mode, simulated=clock != "wall")
+    settings = blocks.trading
+    rt.limits = settings.risk_limits()
+    rt.smart = settings.smart0dte_config()
+    rt.tier_rules = settings.tier_rules()
+    rt.approval_timeout = settings.approval_timeout(SystemName.SMART0DTE)
+    rt.approvals_enabled = settings.approvals_on(trading_mode)
+    rt.publisher = Publisher(trading_mode.value)
     rt.publisher.prime(rt)
     return rt
 
