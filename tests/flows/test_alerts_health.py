@@ -132,7 +132,10 @@ def test_health_check_when_no_worker_pool_then_unhealthy_event_and_alert(receive
     from flows.health import health_check
 
     state = health_check(
-        db_url=f"sqlite:///{tmp_path / 'dte.db'}", work_pool="no-such-pool", return_state=True
+        db_url=f"sqlite:///{tmp_path / 'dte.db'}",
+        work_pool="no-such-pool",
+        guard=False,
+        return_state=True,
     )
     assert state.is_completed()
     assert state.name == "Unhealthy"
@@ -143,7 +146,7 @@ def test_health_check_when_no_worker_pool_then_unhealthy_event_and_alert(receive
 def test_health_check_when_worker_not_checked_then_healthy(tmp_path):
     from flows.health import health_check
 
-    out = health_check(db_url=f"sqlite:///{tmp_path / 'dte.db'}", check_worker=False)
+    out = health_check(db_url=f"sqlite:///{tmp_path / 'dte.db'}", check_worker=False, guard=False)
     assert out["healthy"], out
     assert {p["probe"] for p in out["probes"]} == {
         "database",
