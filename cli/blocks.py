@@ -175,3 +175,25 @@ def mode_show() -> None:
     current = active_mode()
     console.print(f"active mode: [bold]{current.value}[/bold] (Prefect Variable {MODE_VARIABLE})")
     _show_mode(current)
+
+
+@mode_app.command("set")
+def mode_set(
+    target: Annotated[TradingMode, typer.Argument(help="development, testing or live")],
+    why: Annotated[str, typer.Option(help="why the mode changes (recorded)")],
+    who: Annotated[str, typer.Option(help="who asks (recorded)")] = "",
+    db: Annotated[str | None, typer.Option(help="ledger URL for the mode-change record")] = None,
+) -> None:
+    """Run the switch-mode flow: blocks complete, IB account checked, live approved in the UI."""
+    import getpass
+
+    _prefect_defaults()
+    from flows.mode import switch_mode
+
+    state = switch_mode(
+        target=target.value, who=who or getpass.getuser(), why=why, db_url=db, return_state=True
+    )
+    if state.name == "Refused" or not state.is_completed():
+        console.print(f"[red]refused[/red]: {state.message}")
+        raise typer.Exit(1)
+    console.print(f"active mode: [bold]{target.value}[/bold]")
