@@ -47,6 +47,7 @@ DEPLOYMENTS = [
     "eod-report",
     "kill-switch",
     "health-check",
+    "switch-mode",
     "daily-backup",
 ]
 PULL_STEPS = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))["pull"]

@@ -41,6 +41,7 @@ EXPECTED_DEPLOYMENTS = {
     "kill-switch",
     "daily-backup",
     "health-check",
+    "switch-mode",
 }
 # Deployments whose flow module is written in parallel: checked only once it exists.
 OPTIONAL_MODULES = {"daily-backup": ROOT / "flows" / "backup.py"}
@@ -188,6 +189,7 @@ def test_prefect_yaml_when_loaded_then_every_deployment_is_complete():
         if name in PLACES_ORDERS:
             assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     assert deployments["kill-switch"]["schedules"] == []
+    assert deployments["switch-mode"]["schedules"] == []
 
 
 def test_prefect_yaml_when_loaded_then_code_comes_from_the_workers_checkout():
