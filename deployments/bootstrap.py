@@ -6,7 +6,10 @@ that exists already:
 * the process work pool ``dte-process`` (its work queues ``smart0dte`` and ``ops`` are created by
   the deploy);
 * the Prefect Variable ``dte-mode`` = ``"development"`` (the active trading mode; switching it is
-  the job of the ``switch-mode`` flow, so an existing value is left alone).
+  the job of the ``switch-mode`` flow, so an existing value is left alone);
+* the dte block types (documents are filled in with ``dte blocks register``);
+* with ``$DTE_ALERT_WEBHOOK_URL`` set: the ``dte-alerts`` webhook block and the alert automations
+  (``blocks/alerts.py``; the URL is never printed).
 
 No secrets: credentials belong in per-mode block documents, created separately.
 
@@ -105,6 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for line in asyncio.run(bootstrap(args.pool, args.mode)):
         print(f"bootstrap: {line}")
+    from blocks.registry import register_types
+
+    print(f"bootstrap: block types registered: {', '.join(register_types())}")
+    webhook = os.environ.get("DTE_ALERT_WEBHOOK_URL", "")
+    if webhook:
+        from blocks.alerts import ensure_alerts
+
+        print(f"bootstrap: alert automations: {', '.join(ensure_alerts(webhook))}")
+    else:
+        print("bootstrap: alerts not configured (set DTE_ALERT_WEBHOOK_URL to create them)")
     return 0
 
 

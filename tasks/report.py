@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 
 from adapters.store import TradeStore
 from core.calendar import NY, Session, next_trading_day
-from core.models import IntentAction, IntentStatus, PositionStatus, SystemName
+from core.models import IntentAction, IntentStatus, PositionStatus, RiskLimits, SystemName
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,78 @@ def pnl_chart(store: TradeStore, sess: Session, path: Path) -> Path:
     return path
 
 
+def risk_chart(store: TradeStore, sess: Session, limits: RiskLimits, path: Path) -> Path:
+    """Risk usage through the day: daily loss as % of max_daily_loss (with the 75/100/200% levels)
+    and open positions against max_open_positions, both read back from the ledger."""
+    marks = store.pnl_marks(sess.day)
+    positions = store.positions(day=sess.day)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), dpi=110, sharex=True)
+    if marks:
+        times = [_num(m.at) for m in marks]
+        usage = [
+            max(0.0, float(-(m.realized + m.unrealized) / limits.max_daily_loss * 100))
+            for m in marks
+        ]
+        top.plot(times, usage, color="#d62728", linewidth=1.4, label="daily loss used")
+        opened = [
+            sum(
+                1
+                for p in positions
+                if p.opened_at <= m.at and (p.closed_at is None or p.closed_at > m.at)
+            )
+            for m in marks
+        ]
+        bottom.step(times, opened, where="post", color="#1f77b4", label="open positions")
+    for level, style in ((limits.alert_fraction, ":"), (limits.reduce_fraction, "--")):
+        top.axhline(float(level * 100), color="grey", linestyle=style, linewidth=0.9)
+    top.axhline(float(limits.halt_fraction * 100), color="black", linestyle="-", linewidth=0.9)
+    top.set_ylabel("% of max daily loss")
+    top.set_title(
+        f"Risk usage {sess.day.isoformat()}: alert {limits.alert_fraction:.0%}, REDUCING "
+        f"{limits.reduce_fraction:.0%}, HALTED {limits.halt_fraction:.0%} of "
+        f"${limits.max_daily_loss:,.0f}"
+    )
+    bottom.axhline(limits.max_open_positions, color="black", linewidth=0.9)
+    bottom.set_ylabel(f"open (max {limits.max_open_positions})")
+    bottom.set_xlabel("America/New_York")
+    bottom.xaxis.set_major_locator(mdates.MinuteLocator(byminute=[0, 30]))  # type: ignore[no-untyped-call]
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _health_lines(store: TradeStore, day: date, summary: DaySummary) -> list[str]:
+    events = store.risk_events(day=day)
+    by_severity = Counter(e.severity for e in events)
+    errors = sum(1 for e in events if e.kind in ("order_rejected", "order_error"))
+    mismatches = sum(1 for e in events if e.kind == "reconciliation_mismatch")
+    approvals = Counter(a.decision for a in store.approvals(day=day))
+    backups = store.backups(limit=1)
+    last_backup = (
+        f"{backups[0].status} at {backups[0].at.astimezone(NY):%Y-%m-%d %H:%M}"
+        + (" (restore-verified)" if backups[0].verified else "")
+        if backups
+        else "none recorded yet"
+    )
+    flat = [e for e in events if e.kind in ("eod_flat", "eod_not_flat")]
+    return [
+        f"- trading state at the end of the day: **{summary.final_state}**",
+        f"- risk events: {by_severity.get('critical', 0)} critical, "
+        f"{by_severity.get('warning', 0)} warning, {by_severity.get('info', 0)} info",
+        f"- order errors/rejections: {errors} (failsafe at 10)",
+        f"- reconciliation mismatches: {mismatches}",
+        "- close-out: " + (flat[-1].message if flat else "not run"),
+        "- approvals: "
+        + (", ".join(f"{n} {d}" for d, n in sorted(approvals.items())) if approvals else "none"),
+        f"- last backup: {last_backup}",
+    ]
+
+
 def markdown(store: TradeStore, sess: Session, summary: DaySummary, chart_name: str) -> str:
     day = sess.day
     lines = [
@@ -141,6 +213,18 @@ def markdown(store: TradeStore, sess: Session, summary: DaySummary, chart_name: 
         *[f"| {k} | {v} |" for k, v in summary.as_rows()],
         "",
         f"![intraday P&L]({chart_name})",
+        "",
+        "![risk usage](risk-usage.png)",
+        "",
+        "## Signals",
+        "",
+        "| time | signal | underlying | direction | confidence | reason |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {sig.at.astimezone(NY):%H:%M} | {sig.kind.value} | {sig.underlying} | "
+            f"{sig.direction.value} | {sig.confidence:.2f} | {sig.reason.replace('|', '/')[:140]} |"
+            for sig in store.signals(day=day)
+        ],
         "",
         "## Execution",
         "",
@@ -174,6 +258,7 @@ def markdown(store: TradeStore, sess: Session, summary: DaySummary, chart_name: 
             f"{e.message.replace('|', '/')[:160]} |"
         )
     opens = [s for s in store.intents(day=day) if s.intent.action is IntentAction.OPEN]
+    lines += ["", "## System health", "", *_health_lines(store, day, summary)]
     lines += [
         "",
         "## Next-day outlook",
@@ -185,10 +270,13 @@ def markdown(store: TradeStore, sess: Session, summary: DaySummary, chart_name: 
     return "\n".join(lines)
 
 
-def write_report(store: TradeStore, sess: Session, out_dir: Path) -> tuple[Path, Path, DaySummary]:
+def write_report(
+    store: TradeStore, sess: Session, out_dir: Path, limits: RiskLimits | None = None
+) -> tuple[Path, Path, DaySummary]:
     summary = summarize(store, sess.day)
     folder = out_dir / sess.day.isoformat()
     chart = pnl_chart(store, sess, folder / "intraday-pnl.png")
+    risk_chart(store, sess, limits or RiskLimits(), folder / "risk-usage.png")
     text = markdown(store, sess, summary, chart.name)
     md = folder / "report.md"
     md.write_text(text, encoding="utf-8")

@@ -6,6 +6,7 @@ order path is idempotent by client_order_id.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from datetime import date, datetime, time, timedelta
@@ -13,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from adapters.store import TradeStore
@@ -234,7 +239,7 @@ def halt(db_url: str, reason: str) -> dict[str, Any]:
 
 @task(name="eod-report", cache_policy=NO_CACHE)
 def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
-    md, chart, summary = write_report(rt.store, rt.session, Path(out_dir))
+    md, chart, summary = write_report(rt.store, rt.session, Path(out_dir), rt.limits)
     rt.store.upsert_daily_pnl(
         rt.session.day,
         SystemName.SMART0DTE,
@@ -249,4 +254,25 @@ def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
     create_table_artifact(
         key="eod-summary", table=[{"metric": k, "value": v} for k, v in summary.as_rows()]
     )
+    create_table_artifact(
+        key="eod-positions",
+        table=[
+            {
+                "position": p.position_id,
+                "structure": p.spread.describe(),
+                "qty": p.quantity,
+                "entry": str(p.entry_price),
+                "exit": str(p.exit_price) if p.exit_price is not None else "",
+                "realised": f"{p.realized():.2f}",
+                "status": p.status.value,
+            }
+            for p in rt.store.positions(day=rt.session.day)
+        ],
+    )
+    for key, png in (
+        ("eod-pnl-chart", chart),
+        ("eod-risk-chart", chart.with_name("risk-usage.png")),
+    ):
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        create_image_artifact(image_url=f"data:image/png;base64,{data}", key=key)
     return {"markdown": str(md), "chart": str(chart), "summary": dict(summary.as_rows())}
