@@ -42,7 +42,7 @@ def plain_day(url: str) -> tuple[list[float], float]:
             trading.manage_exits(rt, obs)
             change = trading.update_risk(rt, obs)
             if change.state.allows_entries:
-                trading.enter(rt, obs)
+                trading.enter(rt, obs, change.daily_pnl)
             lat.append(_time.perf_counter() - s)
             tick += timedelta(minutes=1)
             while tick <= rt.clock.now() - timedelta(minutes=1):

@@ -118,6 +118,7 @@ class StateChange:
     flatten: bool
     alert: bool
     reasons: tuple[str, ...]
+    daily_pnl: Decimal  # the realised + unrealised P&L this decision was made on
 
     def changed_from(self, previous: TradingState) -> bool:
         return self.state is not previous
@@ -155,6 +156,7 @@ def evaluate_state(
         flatten=flatten,
         alert=level is not LossLevel.OK,
         reasons=tuple(reasons),
+        daily_pnl=daily_pnl,
     )
 
 

@@ -27,6 +27,7 @@ from core.models import (
     OrderIntent,
     OrderStatus,
     Position,
+    PositionStatus,
     SignalKind,
 )
 from core.orders import WalkRules, walk_prices
@@ -100,7 +101,7 @@ def _settle(
     else:
         assert intent.position_id is not None
         pos = store.position(intent.position_id)
-        if pos is not None and pos.status.value == "OPEN":
+        if pos is not None and pos.status is PositionStatus.OPEN:
             if qty >= pos.quantity:
                 store.close_position(pos.position_id, price, commission, at, intent.client_order_id)
             else:

@@ -27,9 +27,10 @@ from systems.smart0dte.config import Smart0DTEConfig
 DEFAULT_DB_URL = "sqlite:///var/dte.db"
 
 
-def database_url(explicit: str | None = None) -> str:
-    """Explicit URL, else $DTE_DATABASE_URL, else the embedded SQLite file ``./var/dte.db``."""
-    return explicit or os.environ.get("DTE_DATABASE_URL") or DEFAULT_DB_URL
+def database_url(explicit: str | None = None, fallback: str = DEFAULT_DB_URL) -> str:
+    """Explicit URL, else $DTE_DATABASE_URL, else ``fallback`` (the mode's storage block, or the
+    embedded SQLite file ``./var/dte.db``)."""
+    return explicit or os.environ.get("DTE_DATABASE_URL") or fallback
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Runtime:
     limits: RiskLimits = field(default_factory=RiskLimits)
     smart: Smart0DTEConfig = SMART_DEFAULT
     publisher: Any = None  # tasks.events.Publisher when running under Prefect
+    reference: Any = None  # tasks.trading.DayReference, filled on first use in the run
     approvals_enabled: bool = False  # T2/T3 entries wait for a human (default on in live)
     tier_rules: TierRules = field(default_factory=TierRules)
     approval_timeout: timedelta = timedelta(minutes=5)  # 0DTE; Mag7 uses 30 min

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from tasks import trading
 from tasks.events import Publisher, emit_halt
 from tasks.execution import ExecutionResult
 from tasks.report import write_report
-from tasks.runtime import Runtime, build_runtime
+from tasks.runtime import Runtime, build_runtime, database_url
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -61,11 +60,7 @@ def prepare(
     if trading_mode is not TradingMode.DEVELOPMENT and not blocks.ready:
         raise ValueError(f"{trading_mode.value} blocks incomplete: {'; '.join(blocks.problems())}")
     # the ledger: the parameter, else $DTE_DATABASE_URL, else the mode's storage block
-    url = (
-        db_url
-        or os.environ.get("DTE_DATABASE_URL")
-        or blocks.storage.database_url.get_secret_value()
-    )
+    url = database_url(db_url, blocks.storage.database_url.get_secret_value())
     rt = build_runtime(day, seed, start, speed, url, trading_mode, simulated=clock != "wall")
     settings = blocks.trading
     rt.limits = settings.risk_limits()
@@ -148,7 +143,7 @@ def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
     plan = None
     entries: list[Any] = []
     if change.state is TradingState.ACTIVE:
-        plan, entries = trading.enter(rt, obs)
+        plan, entries = trading.enter(rt, obs, change.daily_pnl)
     _publish(rt, [*exits, *approved, *entries])
     return {
         "at": at.isoformat(),

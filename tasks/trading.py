@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from adapters.ports import MarketDataError
 from core.approvals import TierAssessment, classify
-from core.calendar import NY, session
+from core.calendar import NY
 from core.chains import ChainError, analyze_chain, combo_quote
 from core.exits import ExitReason
 from core.marketdata import ChainSnapshot
@@ -23,6 +23,7 @@ from core.models import (
     IntentStatus,
     OrderIntent,
     Position,
+    PositionStatus,
     RiskLimits,
     SignalKind,
     SystemName,
@@ -55,10 +56,38 @@ class Observation:
     skipped_quotes: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class DayReference:
+    """What cannot change during a session, read once per run instead of every minute."""
+
+    prior_close: dict[str, float]
+    same_day: dict[str, str]  # underlying -> "" when it lists a same-day expiry, else why not
+
+
+def day_reference(rt: Runtime) -> DayReference:
+    if rt.reference is None:
+        day = rt.session.day
+        symbols = [*rt.smart.underlyings, rt.smart.vix_symbol]
+        same_day: dict[str, str] = {}
+        for und in rt.smart.underlyings:
+            try:
+                listed = day in rt.market.expiries(und, day)
+                same_day[und] = "" if listed else f"{und} lists no expiry on {day.isoformat()}"
+            except MarketDataError as exc:
+                same_day[und] = f"{type(exc).__name__}: {exc}"
+        rt.reference = DayReference(
+            prior_close={s: rt.market.prior_close(s, day) for s in symbols},
+            same_day=same_day,
+        )
+    reference: DayReference = rt.reference
+    return reference
+
+
 def observe(rt: Runtime, now: datetime) -> Observation:
     """Bars, same-day chains and VIX. A missing chain makes that underlying unavailable, no more."""
     day = rt.session.day
     cfg = rt.smart
+    ref = day_reference(rt)
     views: dict[str, UnderlyingView] = {}
     snapshots: dict[tuple[str, date], ChainSnapshot] = {}
     skipped: list[tuple[str, str]] = []
@@ -66,30 +95,20 @@ def observe(rt: Runtime, now: datetime) -> Observation:
         bars = rt.market.bars(und, rt.session.open, now)
         if len(bars) == 0:
             continue
-        prior = rt.market.prior_close(und, day)
-        unavailable = ""
+        unavailable = ref.same_day[und]
         analysis = None
-        listed: list[date] = []
-        try:
-            listed = rt.market.expiries(und, day)
-            if day not in listed:
-                unavailable = f"{und} lists no expiry on {day.isoformat()}"
-            else:
+        if not unavailable:  # listed today: a failure now is worth a warning
+            try:
                 snap = rt.market.chain(und, day, now)
                 snapshots[(und, day)] = snap
-                analysis = analyze_chain(snap, session(day).close, cfg.liquidity)
+                analysis = analyze_chain(snap, rt.session.close, cfg.liquidity)
                 skipped += analysis.skipped()
-        except (MarketDataError, ChainError, ValueError) as exc:
-            unavailable = f"{type(exc).__name__}: {exc}"
-            analysis = None
-        if unavailable and analysis is None and (und, day) in snapshots:
-            log.warning("%s chain unusable at %s: %s", und, now.strftime("%H:%M"), unavailable)
-        elif unavailable and day in listed:
-            log.warning("%s chain missing at %s: %s", und, now.strftime("%H:%M"), unavailable)
-        views[und] = UnderlyingView(und, bars, prior, analysis, unavailable)
+            except (MarketDataError, ChainError, ValueError) as exc:
+                unavailable = f"{type(exc).__name__}: {exc}"
+                log.warning("%s chain unusable at %s: %s", und, now.strftime("%H:%M"), unavailable)
+        views[und] = UnderlyingView(und, bars, ref.prior_close[und], analysis, unavailable)
     vix_last = rt.market.last_price(cfg.vix_symbol, now)
-    vix_prior = rt.market.prior_close(cfg.vix_symbol, day)
-    return Observation(now, views, vix_last, vix_prior, snapshots, skipped)
+    return Observation(now, views, vix_last, ref.prior_close[cfg.vix_symbol], snapshots, skipped)
 
 
 def marks(
@@ -114,7 +133,7 @@ def daily_pnl(rt: Runtime, open_marks: dict[str, Decimal]) -> tuple[Decimal, Dec
     """(realised today after all commissions, unrealised of open positions after entry costs)."""
     day = rt.session.day
     realized = sum(
-        (p.realized() for p in rt.store.positions(day=day) if p.status.value == "CLOSED"),
+        (p.realized() for p in rt.store.positions(day=day) if p.status is PositionStatus.CLOSED),
         Decimal("0"),
     )
     unrealized = Decimal("0")
@@ -195,8 +214,8 @@ def update_risk(rt: Runtime, obs: Observation | None) -> StateChange:
     current_marks = marks(rt, open_positions, obs)
     realized, unrealized = daily_pnl(rt, current_marks)
     total = realized + unrealized
-    for system in (SystemName.SMART0DTE,):
-        rt.store.record_pnl_mark(system, now, realized, unrealized)
+    # Smart-0DTE is the only system trading so far, so the account's P&L is its P&L
+    rt.store.record_pnl_mark(SMART, now, realized, unrealized)
     errors = len(rt.store.risk_events(day=day, kinds=ERROR_KINDS))
     before = current_state(rt)
     change = evaluate_state(before, total, errors, rt.limits)
@@ -284,8 +303,14 @@ def risk_snapshot(rt: Runtime, total_pnl: Decimal, exclude: str | None = None) -
     )
 
 
-def enter(rt: Runtime, obs: Observation) -> tuple[IterationPlan, list[ExecutionResult]]:
-    """Plan entries, check each against every account-wide control, execute the approved ones."""
+def enter(
+    rt: Runtime, obs: Observation, daily_pnl: Decimal
+) -> tuple[IterationPlan, list[ExecutionResult]]:
+    """Plan entries, check each against every account-wide control, execute the approved ones.
+
+    ``daily_pnl`` is the mark ``update_risk`` just took (``StateChange.daily_pnl``): nothing fills
+    between the two, so the positions are not marked a second time.
+    """
     plan = plan_entries(
         obs.now,
         rt.session,
@@ -301,7 +326,6 @@ def enter(rt: Runtime, obs: Observation) -> tuple[IterationPlan, list[ExecutionR
     results: list[ExecutionResult] = []
     if not plan.entries:
         return plan, results
-    realized, unrealized = daily_pnl(rt, marks(rt, rt.store.open_positions(), obs))
     for entry in plan.entries:
         rt.store.record_signal(entry.signal)
         intent = open_intent(
@@ -321,7 +345,7 @@ def enter(rt: Runtime, obs: Observation) -> tuple[IterationPlan, list[ExecutionR
                 )
             )
             continue
-        decision = check_intent(intent, risk_snapshot(rt, realized + unrealized), rt.limits)
+        decision = check_intent(intent, risk_snapshot(rt, daily_pnl), rt.limits)
         if not decision.approved:
             deny(rt, intent, decision.reasons)
             continue
@@ -422,12 +446,10 @@ def recover(rt: Runtime, limits: RiskLimits | None = None) -> list[ExecutionResu
     """
     results = []
     now = rt.clock.now()
+    cutoff = rt.smart.cutoff(rt.session)
     for stored in rt.store.intents(statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)):
         intent = stored.intent
         at_broker = rt.broker.find(intent.client_order_id)
-        cutoff = rt.session.entry_cutoff(
-            rt.smart.entry_cutoff, rt.smart.entry_cutoff_before_close_minutes
-        )
         stale = intent.created_at.date() != now.date() or (
             intent.action is IntentAction.OPEN and now >= cutoff
         )
@@ -516,9 +538,7 @@ def process_approvals(rt: Runtime, closing: bool = False) -> list[ExecutionResul
     (``closing``) expires here; the approval flow records its own timeout the same way.
     """
     now = rt.clock.now()
-    cutoff = rt.session.entry_cutoff(
-        rt.smart.entry_cutoff, rt.smart.entry_cutoff_before_close_minutes
-    )
+    cutoff = rt.smart.cutoff(rt.session)
     results: list[ExecutionResult] = []
     awaiting = rt.store.intents(day=rt.session.day, statuses=(IntentStatus.AWAITING_APPROVAL,))
     for stored in awaiting:

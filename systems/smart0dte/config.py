@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
+from core.calendar import Session
 from core.chains import LiquidityRules
 from core.exits import ExitRules
 from core.orders import WalkRules
@@ -100,6 +101,10 @@ class Smart0DTEConfig:
     liquidity: LiquidityRules = field(default_factory=LiquidityRules)
     exits: ExitRules = field(default_factory=ExitRules)
     walk: WalkRules = field(default_factory=WalkRules)
+
+    def cutoff(self, session: Session) -> datetime:
+        """When new entries stop on ``session``: 15:00, or close - 60 min if that is earlier."""
+        return session.entry_cutoff(self.entry_cutoff, self.entry_cutoff_before_close_minutes)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Smart0DTEConfig:
         """A copy with top-level fields replaced; unknown keys are an error, not ignored."""

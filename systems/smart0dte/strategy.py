@@ -87,8 +87,7 @@ def signal_id(day_key: str, cand: SignalCandidate, at: datetime) -> str:
 
 def entries_open(now: datetime, session: Session, cfg: Smart0DTEConfig) -> bool:
     start = datetime.combine(session.day, cfg.loop_start, tzinfo=NY)
-    cutoff = session.entry_cutoff(cfg.entry_cutoff, cfg.entry_cutoff_before_close_minutes)
-    return start <= now < cutoff
+    return start <= now < cfg.cutoff(session)
 
 
 def _structure(cand: SignalCandidate, analysis: ChainAnalysis, cfg: Smart0DTEConfig) -> Spread:

@@ -28,8 +28,8 @@ def run_stretch(url: str, seed: int, until: time) -> dict[str, int]:
             rt.clock.sleep_until(tick)
             obs = trading.observe(rt, tick)
             trading.manage_exits(rt, obs)
-            trading.update_risk(rt, obs)
-            trading.enter(rt, obs)
+            change = trading.update_risk(rt, obs)
+            trading.enter(rt, obs, change.daily_pnl)
             tick = max(
                 tick + timedelta(minutes=1), rt.clock.now().replace(second=0) + timedelta(minutes=1)
             )
