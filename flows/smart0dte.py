@@ -21,6 +21,17 @@ from tasks.runtime import database_url as database_url_of
 DEFAULT_SEED = 7
 
 
+def _catch_up(tick: datetime, now: datetime, interval: timedelta) -> datetime:
+    """The first loop tick from ``tick`` on that is not a whole interval behind ``now``.
+
+    A late wall-clock start, or order walks that ran past the next boundary, skip the minutes
+    already gone instead of replaying them in a burst.
+    """
+    while tick <= now - interval:
+        tick += interval
+    return tick
+
+
 def _guard(flow_name: str, day: date, clock: str) -> str | None:
     """Skip reason for this run: the trading day always; the flow's window on the wall clock.
 
@@ -101,9 +112,7 @@ def smart0dte_intraday(
         steps.reconcile(rt)
         cfg = rt.smart
         interval = timedelta(seconds=cfg.loop_interval_seconds)
-        tick = datetime.combine(d, cfg.loop_start, tzinfo=NY)
-        while tick < rt.clock.now() - interval:  # a late (wall-clock) start joins the next minute
-            tick += interval
+        tick = _catch_up(datetime.combine(d, cfg.loop_start, tzinfo=NY), rt.clock.now(), interval)
         end = rt.session.closeout
         iterations = 0
         entries = exits = 0
@@ -117,10 +126,7 @@ def smart0dte_intraday(
                 log.info(
                     "%s entries=%s exits=%s", tick.strftime("%H:%M"), out["entries"], out["exits"]
                 )
-            # the next minute boundary after whatever time order walks consumed
-            tick += interval
-            while tick <= rt.clock.now() - interval:
-                tick += interval
+            tick = _catch_up(tick + interval, rt.clock.now(), interval)
         log.info(
             "loop ended at close-out %s after %d iterations", end.strftime("%H:%M"), iterations
         )

@@ -47,12 +47,6 @@ class ExecutionResult:
     placed: bool  # True only if this call sent a new order to the broker
 
 
-def _record(
-    store: TradeStore, order: BrokerOrder, intent: OrderIntent, at: datetime, note: str
-) -> None:
-    store.record_order(order, intent.system, at, note)
-
-
 def _settle(
     store: TradeStore,
     broker: Broker,
@@ -73,7 +67,7 @@ def _settle(
     if qty == 0:
         reason = order.reason or "unfilled at the worst price"
         store.set_intent_status(
-            intent.client_order_id, IntentStatus.CANCELLED, reason, order.broker_order_id
+            intent.client_order_id, IntentStatus.CANCELLED, reason, order.broker_order_id, at=now
         )
         return ExecutionResult(
             intent.client_order_id, IntentStatus.CANCELLED, 0, None, reason, False
@@ -116,7 +110,7 @@ def _settle(
                 )
     status = IntentStatus.FILLED if order.status is OrderStatus.FILLED else IntentStatus.CANCELLED
     reason = "" if status is IntentStatus.FILLED else f"partially filled {qty}/{intent.quantity}"
-    store.set_intent_status(intent.client_order_id, status, reason, order.broker_order_id)
+    store.set_intent_status(intent.client_order_id, status, reason, order.broker_order_id, at=now)
     log.info(
         "%s %s %s x%d @ %s",
         intent.client_order_id,
@@ -143,7 +137,7 @@ def execute_intent(
     if stored is None:
         store.save_intent(intent)
     elif stored.status is IntentStatus.AWAITING_APPROVAL:
-        # only an approval moves it on (tasks.approvals sets PENDING first): never submit here
+        # only an approval moves it on (trading.process_approvals sets PENDING): never submit here
         return ExecutionResult(cid, stored.status, 0, None, "awaiting approval", False)
     elif stored.status.is_terminal:
         done = store.fills(client_order_id=cid)
@@ -162,7 +156,7 @@ def execute_intent(
             order = broker.submit(intent)
             placed = True
         except BrokerError as exc:
-            store.set_intent_status(cid, IntentStatus.REJECTED, exc.reason)
+            store.set_intent_status(cid, IntentStatus.REJECTED, exc.reason, at=clock.now())
             store.record_risk_event(
                 "order_rejected",
                 "warning",
@@ -172,8 +166,8 @@ def execute_intent(
             )
             log.warning("%s rejected: %s", cid, exc.reason)
             return ExecutionResult(cid, IntentStatus.REJECTED, 0, None, exc.reason, False)
-        _record(store, order, intent, clock.now(), "submitted")
-    store.set_intent_status(cid, IntentStatus.SUBMITTED, "", order.broker_order_id)
+        store.record_order(order, intent.system, clock.now(), "submitted")
+    store.set_intent_status(cid, IntentStatus.SUBMITTED, "", order.broker_order_id, at=clock.now())
 
     step = walk.step_seconds if intent.action is IntentAction.OPEN else walk.exit_step_seconds
     prices = walk_prices(intent.limit_price, intent.worst_price, walk.steps)
@@ -194,7 +188,7 @@ def execute_intent(
             break
         if price is None:
             order = broker.cancel(cid)
-            _record(store, order, intent, clock.now(), "cancelled at worst price")
+            store.record_order(order, intent.system, clock.now(), "cancelled at worst price")
             break
         try:
             order = broker.modify(cid, price)
@@ -204,15 +198,17 @@ def execute_intent(
             )
             order = broker.cancel(cid)
             break
-        _record(store, order, intent, clock.now(), f"limit {price}")
+        store.record_order(order, intent.system, clock.now(), f"limit {price}")
 
     if order.status is OrderStatus.REJECTED:
-        store.set_intent_status(cid, IntentStatus.REJECTED, order.reason, order.broker_order_id)
+        store.set_intent_status(
+            cid, IntentStatus.REJECTED, order.reason, order.broker_order_id, at=clock.now()
+        )
         store.record_risk_event(
             "order_rejected", "warning", f"{cid}: {order.reason}", clock.now(), intent.system
         )
         return ExecutionResult(cid, IntentStatus.REJECTED, 0, None, order.reason, placed)
-    _record(store, order, intent, clock.now(), order.status.value.lower())
+    store.record_order(order, intent.system, clock.now(), order.status.value.lower())
     result = _settle(store, broker, intent, order, signal_kind, clock.now())
     return ExecutionResult(
         result.client_order_id,

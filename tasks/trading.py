@@ -416,7 +416,9 @@ def approval_summary(intent: OrderIntent, entry: EntryPlan, assessment: TierAsse
 def deny(rt: Runtime, intent: OrderIntent, reasons: tuple[str, ...]) -> None:
     if rt.store.save_intent(intent):
         text = "; ".join(reasons)
-        rt.store.set_intent_status(intent.client_order_id, IntentStatus.DENIED, text)
+        rt.store.set_intent_status(
+            intent.client_order_id, IntentStatus.DENIED, text, at=intent.created_at
+        )
         rt.store.record_risk_event(
             "intent_denied",
             "info",
@@ -450,7 +452,7 @@ def recover(rt: Runtime, limits: RiskLimits | None = None) -> list[ExecutionResu
     for stored in rt.store.intents(statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)):
         intent = stored.intent
         at_broker = rt.broker.find(intent.client_order_id)
-        stale = intent.created_at.date() != now.date() or (
+        stale = intent.created_at.astimezone(NY).date() != rt.session.day or (
             intent.action is IntentAction.OPEN and now >= cutoff
         )
         if at_broker is None and stale:
@@ -458,6 +460,7 @@ def recover(rt: Runtime, limits: RiskLimits | None = None) -> list[ExecutionResu
                 intent.client_order_id,
                 IntentStatus.CANCELLED,
                 "never reached the broker; stale after restart",
+                at=now,
             )
             rt.store.record_risk_event(
                 "recovery",

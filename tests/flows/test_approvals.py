@@ -36,6 +36,11 @@ def runtime(url: str, at: time = time(10, 30)):
     return build_runtime(DAY, 5, at, db_url=url)
 
 
+def enable_approvals(rt, url: str, timeout_seconds: int) -> None:
+    rt.approvals_enabled = True
+    rt.approval_requester = approval_requester(url, timeout_seconds=timeout_seconds)
+
+
 def entry_for(rt, tag: str) -> tuple[EntryPlan, object]:
     now = rt.clock.now()
     snap = rt.market.chain("SPY", DAY, now)
@@ -102,8 +107,7 @@ def test_approval_when_no_answer_within_timeout_then_intent_expired_and_recorded
     url = f"sqlite:///{tmp_path / 'dte.db'}"
     rt = runtime(url)
     try:
-        rt.approvals_enabled = True
-        rt.approval_requester = approval_requester(url, timeout_seconds=3)
+        enable_approvals(rt, url, 3)
         entry, intent = entry_for(rt, "t1")
         trading.request_approval(rt, intent, entry, TierAssessment(ApprovalTier.T2, ("test",)))
         assert (
@@ -126,8 +130,7 @@ def test_approval_when_approved_in_ui_then_placed_exactly_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'dte.db'}"
     rt = runtime(url)
     try:
-        rt.approvals_enabled = True
-        rt.approval_requester = approval_requester(url, timeout_seconds=120)
+        enable_approvals(rt, url, 120)
         entry, intent = entry_for(rt, "t2")
         cid = intent.client_order_id
         trading.request_approval(rt, intent, entry, TierAssessment(ApprovalTier.T2, ("test",)))
@@ -160,8 +163,7 @@ def test_approval_when_t3_approved_without_reason_then_rejected(tmp_path):
     url = f"sqlite:///{tmp_path / 'dte.db'}"
     rt = runtime(url)
     try:
-        rt.approvals_enabled = True
-        rt.approval_requester = approval_requester(url, timeout_seconds=120)
+        enable_approvals(rt, url, 120)
         entry, intent = entry_for(rt, "t3")
         cid = intent.client_order_id
         trading.request_approval(rt, intent, entry, TierAssessment(ApprovalTier.T3, ("VIX 26",)))
@@ -188,8 +190,7 @@ def test_exits_when_approval_pending_then_still_managed(tmp_path):
             ).status
             is IntentStatus.FILLED
         )
-        rt.approvals_enabled = True
-        rt.approval_requester = approval_requester(url, timeout_seconds=600)
+        enable_approvals(rt, url, 600)
         entry, waiting = entry_for(rt, "waiting")
         trading.request_approval(rt, waiting, entry, TierAssessment(ApprovalTier.T2, ("test",)))
         rt.clock.sleep_until(datetime(2026, 12, 1, 15, 45, tzinfo=NY))  # close-out time
