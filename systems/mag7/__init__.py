@@ -1,0 +1,1 @@
+"""Mag7-7DTE: weekly ~7-DTE spreads on the Magnificent Seven (pure decisions)."""
