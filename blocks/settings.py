@@ -188,6 +188,9 @@ class OpenAICredentials(Block):
     model: str = Field(default="gpt-4o-mini", description="model name")
     daily_token_budget: int = Field(default=200_000, ge=0, description="tokens per day, all calls")
     timeout_seconds: float = Field(default=20.0, gt=0, description="per call")
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API base URL (empty: api.openai.com)"
+    )
 
     def completeness(self, mode: TradingMode | str) -> list[str]:
         as_mode(mode)

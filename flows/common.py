@@ -14,6 +14,7 @@ from core.calendar import NY, NotATradingDay, Session, next_trading_day, session
 CLOSEOUT_TOLERANCE = timedelta(minutes=10)
 REPORT_EARLIEST = time(16, 0)
 HEALTH_WINDOW = (time(9, 0), time(16, 30))
+BRIEF_WINDOW_START = time(7, 0)
 
 
 def resolve_day(day: date | str | None, now: datetime | None = None) -> date:
@@ -47,6 +48,7 @@ def window_reason(flow_name: str, now: datetime) -> str | None:
       15:45 on a full day), so one of its two daily cron runs is always skipped;
     * eod-report: from 16:00 (after any close) to midnight;
     * health-check: 09:00-16:30 on trading days;
+    * premarket-brief: from 07:00 until the open;
     * anything: not on a non-trading day.
     """
     day = now.astimezone(NY).date()
@@ -71,6 +73,10 @@ def window_reason(flow_name: str, now: datetime) -> str | None:
         if first <= now.astimezone(NY).time() <= last:
             return None
         return f"health checks run {first:%H:%M}-{last:%H:%M} on trading days"
+    if flow_name == "premarket-brief":
+        if now.astimezone(NY).time() >= BRIEF_WINDOW_START and now < sess.open:
+            return None
+        return f"the brief runs {BRIEF_WINDOW_START:%H:%M}-{sess.open:%H:%M} before the open"
     if flow_name == "eod-report":
         if now.astimezone(NY).time() >= REPORT_EARLIEST:
             return None

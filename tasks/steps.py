@@ -10,6 +10,7 @@ import base64
 import logging
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -25,6 +26,7 @@ from blocks.registry import active_mode, load_mode_blocks
 from core.calendar import NY, is_market_open
 from core.models import SystemName, TradingMode, TradingState
 from tasks import trading
+from tasks.brief import write_brief
 from tasks.events import Publisher, emit_halt
 from tasks.execution import ExecutionResult
 from tasks.report import write_report
@@ -61,7 +63,9 @@ def prepare(
         raise ValueError(f"{trading_mode.value} blocks incomplete: {'; '.join(blocks.problems())}")
     # the ledger: the parameter, else $DTE_DATABASE_URL, else the mode's storage block
     url = database_url(db_url, blocks.storage.database_url.get_secret_value())
-    rt = build_runtime(day, seed, start, speed, url, trading_mode, simulated=clock != "wall")
+    rt = build_runtime(
+        day, seed, start, speed, url, trading_mode, simulated=clock != "wall", blocks=blocks
+    )
     settings = blocks.trading
     rt.limits = settings.risk_limits()
     rt.smart = settings.smart0dte_config()
@@ -136,6 +140,7 @@ def scan(rt: Runtime) -> list[dict[str, Any]]:
 @task(name="intraday-iteration", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=0)
 def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
     """One loop iteration: observe, exits, risk, entries. Exits run even when entries may not."""
+    started = perf_counter()
     obs = trading.observe(rt, at)
     exits = trading.manage_exits(rt, obs)
     approved = trading.process_approvals(rt)
@@ -145,6 +150,14 @@ def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
     if change.state is TradingState.ACTIVE:
         plan, entries = trading.enter(rt, obs, change.daily_pnl)
     _publish(rt, [*exits, *approved, *entries])
+    trading.record_iteration(
+        rt,
+        at,
+        change,
+        elapsed_ms=1000 * (perf_counter() - started),
+        orders=len(exits) + len(approved) + len(entries),
+        skipped_quotes=len(obs.skipped_quotes),
+    )
     return {
         "at": at.isoformat(),
         "state": change.state.value,
@@ -271,3 +284,20 @@ def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         create_image_artifact(image_url=f"data:image/png;base64,{data}", key=key)
     return {"markdown": str(md), "chart": str(chart), "summary": dict(summary.as_rows())}
+
+
+@task(name="premarket-brief", cache_policy=NO_CACHE)
+def brief(rt: Runtime, out_dir: str) -> dict[str, Any]:
+    """Write the pre-market brief (model or fallback) and publish it as a markdown artifact."""
+    path, written = write_brief(rt, Path(out_dir))
+    create_markdown_artifact(
+        key="premarket-brief", markdown=path.read_text(encoding="utf-8"), description=str(path)
+    )
+    if written.fallback_reason is not None:
+        _logger().info("brief: fallback text (%s)", written.fallback_reason.value)
+    return {
+        "path": str(path),
+        "source": written.source.value,
+        "fallback_reason": written.fallback_reason.value if written.fallback_reason else None,
+        "tokens": written.tokens,
+    }

@@ -6,12 +6,14 @@ strategy decisions are pure (``systems.smart0dte.strategy``); this module does t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
+from adapters.advisor import EntryContext
 from adapters.ports import MarketDataError
 from core.approvals import TierAssessment, classify
 from core.calendar import NY
@@ -31,6 +33,7 @@ from core.models import (
 )
 from core.orders import close_intent, open_intent
 from core.risk import RiskSnapshot, StateChange, check_intent, evaluate_state, exposures, loss_level
+from core.sizing import confidence_factor
 from systems.smart0dte.signals import UnderlyingView
 from systems.smart0dte.strategy import (
     BookEntry,
@@ -349,11 +352,15 @@ def enter(
         if not decision.approved:
             deny(rt, intent, decision.reasons)
             continue
+        reviewed = review_entry(rt, intent, entry, obs)
+        if reviewed is None:
+            continue
+        intent, confidence = reviewed
         if rt.approvals_enabled:
             assessment = classify(
                 intent.max_loss,
                 rt.limits.max_position_size,
-                entry.signal.confidence,
+                confidence,
                 obs.vix_last,
                 rt.tier_rules,
             )
@@ -364,6 +371,61 @@ def enter(
             execute_intent(intent, rt.broker, rt.store, rt.clock, rt.smart.walk, entry.signal.kind)
         )
     return plan, results
+
+
+def review_entry(
+    rt: Runtime, intent: OrderIntent, entry: EntryPlan, obs: Observation
+) -> tuple[OrderIntent, float] | None:
+    """The advisor's review of an entry the risk gate approved (advisory: veto or lower only).
+
+    A veto denies the intent with the advisor's reason. A lowered confidence below the system's
+    threshold denies it too; otherwise the size shrinks by the ratio of the sizing factors
+    (never grows) and the lowered confidence decides the approval tier. Without a key, with the
+    budget spent or on any advisor failure the review is "accept unchanged" (no call, no change).
+    Returns the (possibly smaller) intent and the confidence to use, or None if denied.
+    """
+    original = entry.signal.confidence
+    if rt.advisor is None:
+        return intent, original
+    view = obs.views.get(intent.spread.underlying)
+    review = rt.advisor.review_entry(
+        EntryContext.from_intent(
+            intent,
+            entry.signal,
+            day=rt.session.day,
+            underlying_price=view.last if view is not None else None,
+            vix=obs.vix_last,
+        )
+    )
+    if review.veto:
+        deny(rt, intent, (f"advisor veto: {review.reason}",))
+        return None
+    confidence = min(original, float(review.confidence))
+    if confidence >= original:
+        return intent, original
+    threshold = rt.smart.confidence_threshold
+    lowered = f"advisor lowered confidence {original:.2f} -> {confidence:.2f}: {review.reason}"
+    if confidence < threshold:
+        deny(rt, intent, (f"{lowered}; below the {threshold:.2f} threshold",))
+        return None
+    steps = rt.smart.confidence_steps
+    scale = confidence_factor(confidence, steps) / confidence_factor(original, steps)
+    quantity = min(intent.quantity, int(intent.quantity * scale))
+    if quantity < 1:
+        deny(rt, intent, (f"{lowered}; size rounds to zero contracts",))
+        return None
+    if quantity < intent.quantity:
+        intent = replace(
+            intent, quantity=quantity, max_loss=intent.max_loss / intent.quantity * quantity
+        )
+    rt.store.record_risk_event(
+        "advisor_review",
+        "info",
+        f"{intent.spread.describe()}: {lowered}; size {quantity}/{entry.quantity}",
+        obs.now,
+        intent.system,
+    )
+    return intent, confidence
 
 
 def request_approval(
@@ -594,3 +656,43 @@ def process_approvals(rt: Runtime, closing: bool = False) -> list[ExecutionResul
             )
         )
     return results
+
+
+LEVEL_NUMBER = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+def record_iteration(
+    rt: Runtime,
+    at: datetime,
+    change: StateChange,
+    elapsed_ms: float,
+    orders: int,
+    skipped_quotes: int,
+) -> None:
+    """Loop telemetry: one metrics point and the state in the cache (both best effort).
+
+    Neither is the source of truth (the ledger is): the metrics adapter never raises into the
+    loop, and the cached state is a convenience for dashboards and health checks.
+    """
+    system = SMART.value
+    open_positions = len(rt.store.open_positions(SMART))
+    rt.metrics.write(
+        "dte_loop",
+        {"system": system, "mode": rt.mode.value},
+        {
+            "latency_ms": elapsed_ms,
+            "daily_pnl": float(change.daily_pnl),
+            "open_positions": float(open_positions),
+            "state_level": float(LEVEL_NUMBER[change.state]),
+            "orders": float(orders),
+            "skipped_quotes": float(skipped_quotes),
+        },
+        at,
+    )
+    state = {
+        "state": change.state.value,
+        "daily_pnl": str(change.daily_pnl),
+        "open_positions": open_positions,
+        "at": at.isoformat(),
+    }
+    rt.cache.set(f"{system}:state", json.dumps(state).encode(), 24 * 3600)

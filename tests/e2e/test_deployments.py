@@ -41,6 +41,7 @@ pytestmark = pytest.mark.slow
 DAY = date(2026, 11, 27)  # the day after Thanksgiving: early close 13:00, close-out 12:45
 SEED = 21
 DEPLOYMENTS = [
+    "premarket-brief",
     "market-open-scan",
     "smart0dte-intraday",
     "eod-closeout",

@@ -29,11 +29,19 @@ PREFECT_YAML = ROOT / "prefect.yaml"
 
 POOL = "dte-process"
 # Deployments whose flow runs the calendar guard (they take ``clock`` and skip on their own).
-GUARDED = {"market-open-scan", "smart0dte-intraday", "eod-closeout", "eod-report", "health-check"}
+GUARDED = {
+    "premarket-brief",
+    "market-open-scan",
+    "smart0dte-intraday",
+    "eod-closeout",
+    "eod-report",
+    "health-check",
+}
 # Deployments whose flow can place or cancel orders: one run at a time, extra runs cancelled.
 PLACES_ORDERS = {"market-open-scan", "smart0dte-intraday", "eod-closeout", "kill-switch"}
 # Flows of the ARCHITECTURE table that exist in flows/ (others are added with their flow code).
 EXPECTED_DEPLOYMENTS = {
+    "premarket-brief",
     "market-open-scan",
     "smart0dte-intraday",
     "eod-closeout",
@@ -118,6 +126,7 @@ def test_schedules_when_thanksgiving_week_then_guard_acts_only_on_sessions_and_t
         "Fri 11-27 12:45",
     ]
     assert acting(rows, "eod-report") == [f"{d} 16:15" for d in sessions]
+    assert acting(rows, "premarket-brief") == [f"{d} 09:00" for d in sessions]
     # The backup is not a trading action: it runs every day, holidays and weekends included.
     assert len(acting(rows, "daily-backup")) == 7
 
@@ -127,7 +136,7 @@ def test_schedules_when_thanksgiving_week_then_guard_acts_only_on_sessions_and_t
     assert health[-1] == "Fri 11-27 16:30"
 
     thursday = [(n, why) for n, t, why in rows if t.date() == date(2026, 11, 26) and n in GUARDED]
-    assert len(thursday) == 5 + 91
+    assert len(thursday) == 6 + 91
     for name, why in thursday:
         assert why is not None, name
         assert why.startswith("market closed"), why
