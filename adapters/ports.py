@@ -34,6 +34,12 @@ class BrokerError(RuntimeError):
         self.reason = reason
 
 
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached right now (disconnected, order held). Whatever raised it did
+    not reach the broker, so the order path keeps the intent open and retries later; it is never
+    a rejection."""
+
+
 @runtime_checkable
 class Clock(Protocol):
     def now(self) -> datetime:
