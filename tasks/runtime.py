@@ -30,6 +30,8 @@ from blocks.registry import ModeBlocks
 from core.approvals import ApprovalTier, TierRules
 from core.calendar import NY, Session, session
 from core.models import OrderIntent, RiskLimits, SystemName, TradingMode
+from systems.mag7.config import DEFAULT as MAG7_DEFAULT
+from systems.mag7.config import Mag7Config
 from systems.smart0dte.config import DEFAULT as SMART_DEFAULT
 from systems.smart0dte.config import Smart0DTEConfig
 
@@ -66,6 +68,8 @@ class Runtime:
     approval_timeout: timedelta = timedelta(minutes=5)  # 0DTE; Mag7 uses 30 min
     # called with (intent, approval_id, tier, summary markdown) to ask a human; set by the flow
     approval_requester: Callable[[OrderIntent, int, ApprovalTier, str], None] | None = None
+    mag7: Mag7Config = MAG7_DEFAULT  # Mag7-7DTE settings (mode overrides from the settings block)
+    mag7_approval_timeout: timedelta = timedelta(minutes=30)
 
     def close(self) -> None:
         """Release every connection; metrics are flushed first (best effort, never raises)."""
@@ -117,7 +121,7 @@ def build_runtime(
         else:
             assert blocks is not None
             market = _polygon(blocks, live=not simulated)
-            broker = _ibkr(blocks)
+            broker = _ibkr(blocks, fill_clock=clock.now if simulated else None)
         rt = Runtime(
             mode=mode,
             session=sess,
@@ -191,7 +195,7 @@ def _polygon(blocks: ModeBlocks, live: bool) -> PolygonMarketData:
     )
 
 
-def _ibkr(blocks: ModeBlocks) -> IBKRBroker:
+def _ibkr(blocks: ModeBlocks, fill_clock: Callable[[], datetime] | None) -> IBKRBroker:
     from adapters.ibkr.broker import IBKRBroker
 
     ib = blocks.ibkr
@@ -204,4 +208,5 @@ def _ibkr(blocks: ModeBlocks) -> IBKRBroker:
         _secret(ib.account),
         mode=blocks.mode.value,
         read_only=ib.read_only,
+        fill_clock=fill_clock,
     ).connect()

@@ -171,7 +171,12 @@ class IBKRBroker:
         duplicate_id_jump: int = 1000,
         trading_classes: Mapping[str, str] | None = None,
         contract_limiter: TokenBucket | None = None,
+        fill_clock: Callable[[], datetime] | None = None,
     ) -> None:
+        # fill_clock: for a run on a simulated clock against a paper account (a replayed day),
+        # fills are stamped with the run's time when they first arrive instead of the broker's
+        # wall-clock execution time, so the ledger stays on one time line. None: broker times.
+        self._fill_clock = fill_clock
         self.host = host
         self.port = port
         self.client_id = client_id
@@ -522,7 +527,13 @@ class IBKRBroker:
             side=execution.side,
             shares=to_decimal(execution.shares),
             price=to_decimal(execution.price),
-            at=execution.time,
+            at=(
+                previous.at
+                if previous is not None
+                else self._fill_clock()
+                if self._fill_clock is not None
+                else execution.time
+            ),
             commission=commission,
         )
         self._execs[exec_id] = row
