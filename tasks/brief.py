@@ -1,4 +1,4 @@
-"""The pre-market brief: what the advisor is told, and what the trader reads at 09:00.
+"""The advisor's texts: the pre-market brief (09:00) and the end-of-day narrative.
 
 The context is built from the market data port and the ledger only: prior closes, the move
 since (pre-market last vs prior close), VIX, the calendar (early close, the next holiday) and the
@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
-from adapters.advisor import Advisor, Brief, BriefContext, PositionSummary, UnderlyingSnapshot
+from adapters.advisor import (
+    Advisor,
+    Brief,
+    BriefContext,
+    DaySummary,
+    Narrative,
+    PositionSummary,
+    TradeSummary,
+    UnderlyingSnapshot,
+)
 from adapters.ports import MarketDataError
 from core.calendar import NY, NotATradingDay, session
+from core.models import SystemName
+from tasks.report import summarize
 from tasks.runtime import Runtime
 
 log = logging.getLogger("dte.brief")
@@ -91,3 +103,52 @@ def write_brief(rt: Runtime, out_dir: Path) -> tuple[Path, Brief]:
     path = folder / "brief.md"
     path.write_text(text, encoding="utf-8")
     return path, brief
+
+
+MAX_EVENTS_IN_NARRATIVE = 20
+
+
+def day_summary(rt: Runtime) -> DaySummary:
+    """What the narrative is told: P&L per system, the day's trades, risk events; no ids."""
+    day = rt.session.day
+    per_system: list[tuple[str, Decimal]] = []
+    realized = unrealized = Decimal("0")
+    for system in SystemName:
+        s = summarize(rt.store, day, system)
+        realized += s.realized
+        unrealized += s.unrealized
+        if s.fills:
+            per_system.append((system.value, s.realized + s.unrealized))
+    trades: list[TradeSummary] = []
+    for p in rt.store.positions(day=day):
+        common = (p.system.value, p.underlying, p.spread.kind.value)
+        if p.opened_at.astimezone(NY).date() == day:
+            trades.append(TradeSummary(*common, "OPEN", p.quantity, p.entry_price))
+        closed = p.closed_at is not None and p.closed_at.astimezone(NY).date() == day
+        if closed and p.exit_price is not None:
+            trades.append(TradeSummary(*common, "CLOSE", p.quantity, p.exit_price, p.realized()))
+    events = tuple(
+        f"{e.at.astimezone(NY):%H:%M} {e.kind} ({e.severity})"
+        for e in rt.store.risk_events(day=day)
+    )[:MAX_EVENTS_IN_NARRATIVE]
+    return DaySummary(
+        day=day,
+        realized_pnl=realized,
+        unrealized_pnl=unrealized,
+        pnl_by_system=tuple(per_system),
+        trades=tuple(trades),
+        risk_events=events,
+        open_positions=tuple(PositionSummary.from_position(p) for p in rt.store.open_positions()),
+    )
+
+
+def narrative_markdown(rt: Runtime) -> tuple[str, Narrative]:
+    """The EOD narrative section of the report (model or deterministic fallback)."""
+    advisor: Advisor = rt.advisor if rt.advisor is not None else Advisor(now=rt.clock.now)
+    story = advisor.eod_narrative(day_summary(rt))
+    origin = (
+        "written by the model"
+        if story.fallback_reason is None
+        else f"fallback text: {story.fallback_reason.value}"
+    )
+    return f"## Narrative\n\n_{origin}._\n\n{story.text.strip()}\n", story

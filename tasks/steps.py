@@ -26,7 +26,7 @@ from blocks.registry import active_mode, load_mode_blocks
 from core.calendar import NY, is_market_open
 from core.models import SystemName, TradingMode, TradingState
 from tasks import trading
-from tasks.brief import write_brief
+from tasks.brief import narrative_markdown, write_brief
 from tasks.events import Publisher, emit_halt
 from tasks.execution import ExecutionResult
 from tasks.report import write_report
@@ -248,6 +248,10 @@ def halt(db_url: str, reason: str) -> dict[str, Any]:
 @task(name="eod-report", cache_policy=NO_CACHE)
 def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
     md, chart, summary = write_report(rt.store, rt.session, Path(out_dir), rt.limits)
+    section, story = narrative_markdown(rt)
+    md.write_text(md.read_text(encoding="utf-8").rstrip() + "\n\n" + section, encoding="utf-8")
+    if story.fallback_reason is not None:
+        _logger().info("narrative: fallback text (%s)", story.fallback_reason.value)
     rt.store.upsert_daily_pnl(
         rt.session.day,
         SystemName.SMART0DTE,

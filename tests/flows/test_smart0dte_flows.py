@@ -78,6 +78,9 @@ def test_eod_report_when_day_done_then_markdown_and_png_written_and_artifacts_pu
     text = md.read_text()
     assert "## Execution" in text
     assert "## Risk events" in text
+    # the advisor's narrative: no key in development, so the deterministic fallback text
+    assert "## Narrative" in text
+    assert "fallback text: no api key" in text
 
     from prefect.client.orchestration import get_client
 
