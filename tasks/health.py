@@ -56,7 +56,12 @@ def database(rt: Runtime) -> str:
 
 
 def cache(store: Cache | None = None) -> str:
+    """A round trip through the run's cache (Redis where configured). The cache is never the
+    source of truth, so an outage only degrades speed, but it is reported."""
     c = store or InProcessCache()
+    ping = getattr(c, "ping", None)
+    if callable(ping) and not ping():
+        raise RuntimeError(f"{type(c).__name__} unreachable: trading runs without a cache")
     c.set("health:probe", b"ok", 30)
     if c.get("health:probe") != b"ok":
         raise RuntimeError("cache round trip returned a different value")

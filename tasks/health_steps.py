@@ -40,7 +40,7 @@ def _worker(pool: str, now: datetime) -> str:
 def probe_all(rt: Runtime, now: datetime, work_pool: str | None) -> list[health.Probe]:
     probes = [
         health.run_probe("database", lambda: health.database(rt)),
-        health.run_probe("cache", health.cache),
+        health.run_probe("cache", lambda: health.cache(rt.cache)),
         health.run_probe("market data", lambda: health.market(rt, now)),
         health.run_probe("broker", lambda: health.broker(rt)),
         health.run_probe("intraday loop", lambda: health.loop(rt, now)),
