@@ -121,3 +121,57 @@ def test_execute_intent_when_ibkr_fills_during_the_walk_then_filled_and_ledger_e
     fake = {c.local_symbol.replace(" ", ""): int(q) for c, q in tws.positions_by_contract().items()}
     assert ledger_legs(store) == fake == broker_positions
     assert fake == {"SPY261127C00590000": 3, "SPY261127C00595000": -3}
+
+
+def test_execute_intent_when_gateway_down_then_kept_open_and_placed_once_after_reconnect(
+    store: TradeStore,
+) -> None:
+    """Disconnected: the order is held (nothing sent), the intent stays open, not REJECTED,
+    and is not counted as a failed order; once the gateway is back the same intent is placed
+    exactly once."""
+    clock = SimClock(START)
+    with FakeTWS(accounts=["DU1234567"], clock=clock.now) as tws:
+        broker = IBKRBroker(
+            "127.0.0.1",
+            tws.port,
+            client_id=12,
+            expected_account="DU1234567",
+            mode="testing",
+            connect_timeout=3.0,
+            request_timeout=3.0,
+            ack_timeout=2.0,
+            hold_timeout=0.5,
+            commission_timeout=2.0,
+            backoff=(0.05, 0.1),
+        ).connect()
+        try:
+            entry = intent(
+                bull_call_debit(c(590), c(595)),
+                qty=2,
+                limit="1.00",
+                worst="1.40",
+                max_loss="280",
+                at=clock.now(),
+            )
+            tws.stop_listening()
+            tws.drop_connections()
+            held = execute_intent(entry, broker, store, clock, WALK, SignalKind.MOMENTUM)
+            stored = store.intent_by_client_id(entry.client_order_id)
+            events = {e.kind for e in store.risk_events()}
+            placed_while_down = len(tws.placed_new())
+
+            tws.start_listening()
+            assert broker.wait_connected(10.0)
+            done = execute_intent(entry, broker, store, clock, WALK, SignalKind.MOMENTUM)
+        finally:
+            broker.dispose()
+
+    assert held.status is IntentStatus.PENDING
+    assert held.placed is False
+    assert stored is not None and stored.status is IntentStatus.PENDING
+    assert "broker_unavailable" in events
+    assert not events & {"order_rejected", "order_error"}
+    assert placed_while_down == 0
+    assert done.status is IntentStatus.FILLED
+    assert done.placed is True
+    assert len(tws.placed_new()) == 1
