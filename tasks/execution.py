@@ -13,12 +13,13 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from adapters.ports import Broker, BrokerError, Clock
+from adapters.ports import Broker, BrokerError, BrokerUnavailable, Clock
 from adapters.store import TradeStore
 from core.models import (
     BrokerOrder,
@@ -35,6 +36,21 @@ from core.orders import WalkRules, walk_prices
 log = logging.getLogger("dte.orders")
 
 ERROR_KINDS = ("order_rejected", "order_error")
+
+# A partial close that records its own tier count carries it in the intent's reason too, so a
+# recovery (which re-runs the persisted intent without the caller's arguments) records the same.
+TIERS_MARKER = "tiers_after="
+_TIERS = re.compile(re.escape(TIERS_MARKER) + r"(\d+)")
+
+
+def tiers_marker(tiers_after: int) -> str:
+    """The text ``execute_intent`` reads back from a close intent's reason (``tiers_after=N``)."""
+    return f"{TIERS_MARKER}{tiers_after}"
+
+
+def _tiers_from(reason: str) -> int | None:
+    found = _TIERS.search(reason)
+    return int(found.group(1)) if found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +70,14 @@ def _settle(
     order: BrokerOrder,
     signal_kind: SignalKind,
     now: datetime,
+    tiers_after: int | None = None,
 ) -> ExecutionResult:
-    """Record fills of a (fully or partly) filled order and apply them to positions."""
+    """Record fills of a (fully or partly) filled order and apply them to positions.
+
+    A partial close records ``tiers_after`` as the position's taken profit tiers (Mag7: the exit
+    decision's count, several tiers at once when the P&L jumped past them); without it, the
+    ``tiers_after=N`` marker in the intent's reason, else one more tier than before (Smart-0DTE).
+    """
     fills = [
         f
         for f in broker.executions(intent.created_at - timedelta(days=1))
@@ -106,7 +128,7 @@ def _settle(
                     commission,
                     at,
                     intent.client_order_id,
-                    pos.closed_fraction_tiers + 1,
+                    _tiers_done(pos, intent, tiers_after),
                 )
     status = IntentStatus.FILLED if order.status is OrderStatus.FILLED else IntentStatus.CANCELLED
     reason = "" if status is IntentStatus.FILLED else f"partially filled {qty}/{intent.quantity}"
@@ -122,6 +144,14 @@ def _settle(
     return ExecutionResult(intent.client_order_id, status, qty, price, reason, False)
 
 
+def _tiers_done(pos: Position, intent: OrderIntent, tiers_after: int | None) -> int:
+    if tiers_after is None:
+        tiers_after = _tiers_from(intent.reason)
+    if tiers_after is None or tiers_after <= pos.closed_fraction_tiers:
+        return pos.closed_fraction_tiers + 1
+    return tiers_after
+
+
 def execute_intent(
     intent: OrderIntent,
     broker: Broker,
@@ -130,8 +160,12 @@ def execute_intent(
     walk: WalkRules,
     signal_kind: SignalKind,
     after_persist: Callable[[OrderIntent], None] | None = None,
+    tiers_after: int | None = None,
 ) -> ExecutionResult:
-    """Run one intent to a terminal state. Safe to call again for the same intent at any point."""
+    """Run one intent to a terminal state. Safe to call again for the same intent at any point.
+
+    ``tiers_after``: for a partial close, the profit tiers taken once it fills (see ``_settle``).
+    """
     cid = intent.client_order_id
     stored = store.intent_by_client_id(cid)
     if stored is None:
@@ -149,12 +183,44 @@ def execute_intent(
     if after_persist is not None:
         after_persist(intent)
 
+    try:
+        return _place_and_walk(intent, broker, store, clock, walk, signal_kind, tiers_after)
+    except BrokerUnavailable as exc:
+        # nothing reached the broker (or we cannot know yet): keep the intent open, never reject
+        # it; the next call for this intent (the loop's next minute, recovery at a flow's start)
+        # finds the order by client_order_id or places it
+        now = clock.now()
+        store.record_risk_event(
+            "broker_unavailable",
+            "warning",
+            f"{cid} {intent.spread.describe()}: {exc.reason}; kept open for a retry",
+            now,
+            intent.system,
+        )
+        log.warning("%s: broker unavailable (%s): kept open", cid, exc.reason)
+        stored = store.intent_by_client_id(cid)
+        status = stored.status if stored is not None else IntentStatus.PENDING
+        return ExecutionResult(cid, status, 0, None, exc.reason, False)
+
+
+def _place_and_walk(
+    intent: OrderIntent,
+    broker: Broker,
+    store: TradeStore,
+    clock: Clock,
+    walk: WalkRules,
+    signal_kind: SignalKind,
+    tiers_after: int | None = None,
+) -> ExecutionResult:
+    cid = intent.client_order_id
     placed = False
     order = broker.find(cid)
     if order is None:
         try:
             order = broker.submit(intent)
             placed = True
+        except BrokerUnavailable:
+            raise
         except BrokerError as exc:
             store.set_intent_status(cid, IntentStatus.REJECTED, exc.reason, at=clock.now())
             store.record_risk_event(
@@ -192,6 +258,8 @@ def execute_intent(
             break
         try:
             order = broker.modify(cid, price)
+        except BrokerUnavailable:
+            raise
         except BrokerError as exc:
             store.record_risk_event(
                 "order_error", "warning", f"{cid} modify: {exc.reason}", clock.now(), intent.system
@@ -209,7 +277,7 @@ def execute_intent(
         )
         return ExecutionResult(cid, IntentStatus.REJECTED, 0, None, order.reason, placed)
     store.record_order(order, intent.system, clock.now(), order.status.value.lower())
-    result = _settle(store, broker, intent, order, signal_kind, clock.now())
+    result = _settle(store, broker, intent, order, signal_kind, clock.now(), tiers_after)
     return ExecutionResult(
         result.client_order_id,
         result.status,
