@@ -94,6 +94,7 @@ class ExpiryListing:
     open_interest: IntArray
     no_bid_ask_ticks: IntArray  # ask of a no-bid row, in ticks
     future_units: float  # variance (in regular-session days) from today's close to the expiry
+    event_variance: float = 0.0  # earnings-gap log variance before the expiry (Mag7 stocks)
 
 
 def is_monthly(expiry: date) -> bool:
@@ -166,19 +167,7 @@ class ChainEngine:
 
     def _variance_units(self, day: date, expiry: date) -> float:
         """Variance from ``day``'s close to ``expiry``'s close, in regular-session-day units."""
-        c = self.config
-        sessions = all_sessions()
-        start, end = session_index(day), session_index(expiry)
-        units = 0.0
-        for i in range(start + 1, end + 1):
-            nights = (sessions[i] - sessions[i - 1]).days
-            units += c.overnight_variance_share * (
-                1.0 + c.nontrading_day_variance_weight * (nights - 1)
-            )
-            units += (1.0 - c.overnight_variance_share) * (
-                session_minutes(sessions[i]) / c.regular_session_minutes
-            )
-        return units
+        return variance_units(self.config, day, expiry)
 
     def _build_listing(self, underlying: str, day: date, expiry: date) -> ExpiryListing:
         c = self.config
@@ -196,36 +185,17 @@ class ChainEngine:
             vix_prev * spec.iv_multiplier * math.sqrt((today + future) / c.trading_days_per_year)
         )
         half_width = ref * max(spec.strike_range, c.strike_range_sigmas * sd_to_expiry)
-        step = spec.strike_step
-        lo = max(math.ceil((ref - half_width) / step), 1)
-        hi = math.floor((ref + half_width) / step)
-        grid = np.round(np.arange(lo, hi + 1) * step, 6)
-        strikes = np.repeat(grid, 2)
-        is_call = np.tile(np.array([True, False]), grid.shape[0])
-        n = strikes.shape[0]
-        dte = (expiry - day).days
-
-        rng = day_rng(self.seed, day, f"listing:{underlying}", expiry.toordinal())
-        noise = rng.standard_normal(n)
-        no_bid = rng.integers(1, c.no_bid_max_ask_ticks + 1, n)
-        width = c.oi_width * math.sqrt(1.0 + dte / c.oi_width_growth_days)
-        oi = spec.peak_open_interest * np.exp(-np.abs(strikes / ref - 1.0) / width)
-        oi *= np.where(is_call, 1.0, c.put_oi_multiplier)
-        if is_monthly(expiry):
-            oi *= c.monthly_oi_multiplier
-        if dte == 0:
-            oi *= c.zero_dte_oi_multiplier
-        oi *= np.exp(c.oi_noise * noise - 0.5 * c.oi_noise**2)
-        return ExpiryListing(
-            underlying=underlying,
-            day=day,
-            expiry=expiry,
-            expiry_close=cal.session(expiry).close,
-            dte=dte,
-            strikes=_readonly(strikes),
-            is_call=_readonly(is_call),
-            open_interest=_readonly(np.floor(oi).astype(np.int64)),
-            no_bid_ask_ticks=_readonly(no_bid.astype(np.int64)),
+        return build_listing(
+            c,
+            self.seed,
+            f"listing:{underlying}",
+            underlying,
+            day,
+            expiry,
+            ref=ref,
+            half_width=half_width,
+            step=spec.strike_step,
+            peak_open_interest=spec.peak_open_interest,
             future_units=future,
         )
 
@@ -280,82 +250,194 @@ class ChainEngine:
         t = year_fraction(at, listing.expiry_close)
         atm_iv = total_sd / math.sqrt(t)
 
-        strikes = listing.strikes
-        is_call = listing.is_call
-        forward = spot * math.exp((c.rate - c.dividend_yield) * t)
-        x = np.log(strikes / forward) / total_sd
-        factor = np.clip(1.0 - c.skew * x + c.smile * x * x, c.iv_factor_floor, c.iv_factor_cap)
-        iv = atm_iv * factor
-        price = bs_price(spot, strikes, t, iv, is_call, c.rate, c.dividend_yield)
-
-        w = np.where(is_call, 1.0, -1.0)
-        discounted_spot = spot * math.exp(-c.dividend_yield * t)
-        intrinsic = np.maximum(w * (discounted_spot - strikes * math.exp(-c.rate * t)), 0.0)
-        time_value = np.maximum(price - intrinsic, 0.0)
-        minutes_left = (listing.expiry_close - at).total_seconds() / 60.0
-        rel = (
-            c.half_spread_frac
-            * spec.spread_multiplier
-            * (1.0 + c.spread_wing_slope * np.abs(x))
-            * (
-                1.0
-                + c.spread_expiry_boost * math.exp(-minutes_left / c.spread_expiry_decay_minutes)
-            )
-            * intraday_vol_shape(elapsed / n, c) ** c.spread_intraday_power
-        )
-        half = np.clip(
-            c.min_half_spread + rel * time_value + c.itm_half_spread_frac * intrinsic,
-            c.min_half_spread,
-            c.max_half_spread * spec.spread_multiplier,
-        )
-        tpd = c.ticks_per_dollar
-        bid_ticks = np.floor((price - half) * tpd + _ROUNDING_EPS)
-        ask_ticks = np.ceil((price + half) * tpd - _ROUNDING_EPS)
-        no_bid = bid_ticks < 1
-        bid_ticks = np.where(no_bid, 0.0, bid_ticks)
-        ask_ticks = np.where(no_bid, np.maximum(ask_ticks, listing.no_bid_ask_ticks), ask_ticks)
-        ask_ticks = np.maximum(ask_ticks, bid_ticks + 1.0)
-        bid = bid_ticks / tpd
-        ask = ask_ticks / tpd
-        if c.fault_rate > 0:
-            bid, ask = self._inject_faults(underlying, expiry, at, day, bid, ask)
-
-        return ChainSnapshot(
-            underlying=underlying,
-            expiry=expiry,
+        return quote_chain(
+            c,
+            self.seed,
+            listing,
             at=at,
             spot=spot,
-            strikes=strikes,
-            is_call=is_call,
-            bid=bid,
-            ask=ask,
-            open_interest=listing.open_interest,
+            total_sd=total_sd,
+            t=t,
+            atm_iv=atm_iv,
+            session_fraction=elapsed / n,
+            spread_multiplier=spec.spread_multiplier,
+            skew=c.skew,
         )
 
-    def _inject_faults(
-        self,
-        underlying: str,
-        expiry: date,
-        at: datetime,
-        day: date,
-        bid: FloatArray,
-        ask: FloatArray,
-    ) -> tuple[FloatArray, FloatArray]:
-        c = self.config
-        n = bid.shape[0]
-        stamp = round(at.timestamp() * 1_000_000)
-        rng = day_rng(self.seed, day, f"fault:{underlying}", expiry.toordinal(), stamp)
-        hit = rng.random(n) < c.fault_rate
-        kind = rng.integers(0, FAULT_KINDS, n)
-        bid = bid.copy()
-        ask = ask.copy()
-        tick = c.tick
-        nan_bid = hit & (kind == FAULT_NAN_BID)
-        zero_ask = hit & (kind == FAULT_ZERO_ASK)
-        negative = hit & (kind == FAULT_NEGATIVE_BID)
-        crossed = hit & (kind == FAULT_CROSSED)
-        bid[nan_bid] = np.nan
-        ask[zero_ask] = 0.0
-        bid[negative] = -(bid[negative] + tick)
-        bid[crossed] = ask[crossed] + tick
-        return bid, ask
+
+# ------------------------------------------------------------------------------------------------
+# shared by the ETF chains above and the Mag7 stock chains (``adapters.simulator.mag7``)
+
+
+def variance_units(config: SimulatorConfig, day: date, expiry: date) -> float:
+    """Variance from ``day``'s close to ``expiry``'s close, in regular-session-day units."""
+    c = config
+    sessions = all_sessions()
+    start, end = session_index(day), session_index(expiry)
+    units = 0.0
+    for i in range(start + 1, end + 1):
+        nights = (sessions[i] - sessions[i - 1]).days
+        units += c.overnight_variance_share * (
+            1.0 + c.nontrading_day_variance_weight * (nights - 1)
+        )
+        units += (1.0 - c.overnight_variance_share) * (
+            session_minutes(sessions[i]) / c.regular_session_minutes
+        )
+    return units
+
+
+def build_listing(
+    config: SimulatorConfig,
+    seed: int,
+    stream: str,
+    underlying: str,
+    day: date,
+    expiry: date,
+    *,
+    ref: float,
+    half_width: float,
+    step: float,
+    peak_open_interest: float,
+    future_units: float,
+    event_variance: float = 0.0,
+) -> ExpiryListing:
+    """Rows (every ``step`` within ``half_width`` of ``ref``), seeded open interest, no-bid asks.
+
+    ``stream`` names the listing's random stream (per underlying), drawn with the expiry.
+    """
+    c = config
+    lo = max(math.ceil((ref - half_width) / step), 1)
+    hi = math.floor((ref + half_width) / step)
+    grid = np.round(np.arange(lo, hi + 1) * step, 6)
+    strikes = np.repeat(grid, 2)
+    is_call = np.tile(np.array([True, False]), grid.shape[0])
+    n = strikes.shape[0]
+    dte = (expiry - day).days
+
+    rng = day_rng(seed, day, stream, expiry.toordinal())
+    noise = rng.standard_normal(n)
+    no_bid = rng.integers(1, c.no_bid_max_ask_ticks + 1, n)
+    width = c.oi_width * math.sqrt(1.0 + dte / c.oi_width_growth_days)
+    oi = peak_open_interest * np.exp(-np.abs(strikes / ref - 1.0) / width)
+    oi *= np.where(is_call, 1.0, c.put_oi_multiplier)
+    if is_monthly(expiry):
+        oi *= c.monthly_oi_multiplier
+    if dte == 0:
+        oi *= c.zero_dte_oi_multiplier
+    oi *= np.exp(c.oi_noise * noise - 0.5 * c.oi_noise**2)
+    return ExpiryListing(
+        underlying=underlying,
+        day=day,
+        expiry=expiry,
+        expiry_close=cal.session(expiry).close,
+        dte=dte,
+        strikes=_readonly(strikes),
+        is_call=_readonly(is_call),
+        open_interest=_readonly(np.floor(oi).astype(np.int64)),
+        no_bid_ask_ticks=_readonly(no_bid.astype(np.int64)),
+        future_units=future_units,
+        event_variance=event_variance,
+    )
+
+
+def quote_chain(
+    config: SimulatorConfig,
+    seed: int,
+    listing: ExpiryListing,
+    *,
+    at: datetime,
+    spot: float,
+    total_sd: float,
+    t: float,
+    atm_iv: float,
+    session_fraction: float,
+    spread_multiplier: float,
+    skew: float,
+) -> ChainSnapshot:
+    """Price and quote every row of ``listing`` at ``at`` (surface and spreads: module doc).
+
+    ``total_sd``: ATM log sd to the expiry close; ``t``: year fraction to it; ``atm_iv`` =
+    total_sd / sqrt(t); ``session_fraction``: elapsed share of the session (intraday U-shape).
+    """
+    c = config
+    strikes = listing.strikes
+    is_call = listing.is_call
+    forward = spot * math.exp((c.rate - c.dividend_yield) * t)
+    x = np.log(strikes / forward) / total_sd
+    factor = np.clip(1.0 - skew * x + c.smile * x * x, c.iv_factor_floor, c.iv_factor_cap)
+    iv = atm_iv * factor
+    price = bs_price(spot, strikes, t, iv, is_call, c.rate, c.dividend_yield)
+
+    w = np.where(is_call, 1.0, -1.0)
+    discounted_spot = spot * math.exp(-c.dividend_yield * t)
+    intrinsic = np.maximum(w * (discounted_spot - strikes * math.exp(-c.rate * t)), 0.0)
+    time_value = np.maximum(price - intrinsic, 0.0)
+    minutes_left = (listing.expiry_close - at).total_seconds() / 60.0
+    rel = (
+        c.half_spread_frac
+        * spread_multiplier
+        * (1.0 + c.spread_wing_slope * np.abs(x))
+        * (1.0 + c.spread_expiry_boost * math.exp(-minutes_left / c.spread_expiry_decay_minutes))
+        * intraday_vol_shape(session_fraction, c) ** c.spread_intraday_power
+    )
+    half = np.clip(
+        c.min_half_spread + rel * time_value + c.itm_half_spread_frac * intrinsic,
+        c.min_half_spread,
+        c.max_half_spread * spread_multiplier,
+    )
+    tpd = c.ticks_per_dollar
+    bid_ticks = np.floor((price - half) * tpd + _ROUNDING_EPS)
+    ask_ticks = np.ceil((price + half) * tpd - _ROUNDING_EPS)
+    no_bid = bid_ticks < 1
+    bid_ticks = np.where(no_bid, 0.0, bid_ticks)
+    ask_ticks = np.where(no_bid, np.maximum(ask_ticks, listing.no_bid_ask_ticks), ask_ticks)
+    ask_ticks = np.maximum(ask_ticks, bid_ticks + 1.0)
+    bid = bid_ticks / tpd
+    ask = ask_ticks / tpd
+    if c.fault_rate > 0:
+        bid, ask = inject_faults(
+            c, seed, listing.underlying, listing.expiry, at, listing.day, bid, ask
+        )
+
+    return ChainSnapshot(
+        underlying=listing.underlying,
+        expiry=listing.expiry,
+        at=at,
+        spot=spot,
+        strikes=strikes,
+        is_call=is_call,
+        bid=bid,
+        ask=ask,
+        open_interest=listing.open_interest,
+    )
+
+
+def inject_faults(
+    config: SimulatorConfig,
+    seed: int,
+    underlying: str,
+    expiry: date,
+    at: datetime,
+    day: date,
+    bid: FloatArray,
+    ask: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Corrupt a seeded share ``fault_rate`` of the rows (four fault kinds, equal shares)."""
+    c = config
+    n = bid.shape[0]
+    stamp = round(at.timestamp() * 1_000_000)
+    rng = day_rng(seed, day, f"fault:{underlying}", expiry.toordinal(), stamp)
+    hit = rng.random(n) < c.fault_rate
+    kind = rng.integers(0, FAULT_KINDS, n)
+    bid = bid.copy()
+    ask = ask.copy()
+    tick = c.tick
+    nan_bid = hit & (kind == FAULT_NAN_BID)
+    zero_ask = hit & (kind == FAULT_ZERO_ASK)
+    negative = hit & (kind == FAULT_NEGATIVE_BID)
+    crossed = hit & (kind == FAULT_CROSSED)
+    bid[nan_bid] = np.nan
+    ask[zero_ask] = 0.0
+    bid[negative] = -(bid[negative] + tick)
+    bid[crossed] = ask[crossed] + tick
+    return bid, ask

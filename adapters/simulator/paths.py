@@ -6,7 +6,9 @@ Model (every number is a field of ``SimulatorConfig``; nothing below is a litera
 **Symbols.** The ETFs of ``SimulatorConfig.underlyings`` (default SPY, QQQ, IWM) and the index
 ``vix_symbol`` (VIX: bars only, no chain, zero volume). Each ETF has an ``UnderlyingSpec``: its close
 before the anchor date, its ATM implied vol as a multiple of VIX, strike grid, expiry weekdays,
-volume, option spread and open-interest scales.
+volume, option spread and open-interest scales. The Mag7 stocks (``mag7``: a
+``Mag7MarketConfig``) are modelled in ``adapters.simulator.mag7`` on top of this module, from their
+own random streams; nothing here depends on them.
 
 **Daily process (levels from day to day).** Every session ``d`` has its own daily draw from
 ``SeedSequence([seed, d.toordinal(), code("daily")])``: two correlated normal vectors (overnight gap and
@@ -57,6 +59,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from adapters.simulator.mag7_config import Mag7MarketConfig
 from core import calendar as cal
 from core.marketdata import FloatArray
 
@@ -238,9 +241,16 @@ class SimulatorConfig:
     monthly_oi_multiplier: float = 3.0
     zero_dte_oi_multiplier: float = 0.6
 
+    # ``SimulatedMarket.atm_iv_history``: ATM IV of the expiry on the last session within this
+    # many calendar days of each close (the "30-day" IV)
+    atm_iv_history_days: int = 30
+
     # faults and gaps for robustness tests
     fault_rate: float = 0.0  # share of quotes corrupted (NaN bid, zero ask, negative bid, crossed)
     missing_chains: frozenset[tuple[str, date]] = frozenset()  # chain() raises for these
+
+    # the Mag7 stocks (``adapters.simulator.mag7``); None: ETFs and VIX only
+    mag7: Mag7MarketConfig | None = field(default_factory=Mag7MarketConfig)
 
     # caches
     day_cache_size: int = 8
@@ -272,11 +282,22 @@ class SimulatorConfig:
         ):
             raise ValueError("divergence min/max minutes are inverted")
         cholesky(self)  # raises ValueError when the correlations are not a valid matrix
+        if self.mag7 is not None:
+            clash = set(self.mag7.stocks) & set(self.symbols)
+            if clash:
+                raise ValueError(f"Mag7 stocks clash with ETF/VIX symbols: {sorted(clash)}")
+            if self.mag7.market_symbol not in self.underlyings:
+                raise ValueError(f"Mag7 market_symbol {self.mag7.market_symbol!r} is not an ETF")
 
     @property
     def symbols(self) -> tuple[str, ...]:
         """ETFs in configuration order, then the VIX."""
         return (*self.underlyings, self.vix_symbol)
+
+    @property
+    def stock_symbols(self) -> tuple[str, ...]:
+        """The Mag7 stocks in configuration order (empty when ``mag7`` is None)."""
+        return tuple(self.mag7.stocks) if self.mag7 is not None else ()
 
     @property
     def ticks_per_dollar(self) -> int:
@@ -582,6 +603,18 @@ class DailyProcess:
             move = sigma_day * z
         return gap, move, sigma_day, vol_annual
 
+    def market_shock(self, index: int, etf: int) -> tuple[float, float, float]:
+        """ETF ``etf``'s session ``index`` as (gap z, move z, sd): the factor of the Mag7 stocks.
+
+        gap z is its correlated standard normal; sd is its open-to-close log sd *without* the
+        regime's vol multiplier and move z = move / sd, so calm days are small and trend days
+        large. Read-only: the memoised draws, nothing new is drawn.
+        """
+        _, move, sigma_day, _ = self._gap_and_move(index)
+        d = self.draw(all_sessions()[index])
+        sd = float(sigma_day[etf]) / self._regime_vol(d.regime)
+        return float(d.z_gap[etf]), float(move[etf]) / sd, sd
+
     def log_close(self, index: int) -> FloatArray:
         """ETF log closes of session ``index`` (recursion outward from the anchor, memoised).
 
@@ -771,6 +804,15 @@ class PathEngine:
         while len(self._days) > self.config.day_cache_size:
             self._days.popitem(last=False)
         return result
+
+    def peek(self, day: date) -> DayPaths:
+        """The session's paths, from the cache if there, else generated without caching them.
+
+        For callers that sweep many past sessions (Mag7 history): the LRU keeps the days the ETF
+        loop is using. Bit-identical to ``day`` (generation depends only on seed and date).
+        """
+        found = self._days.get(day)
+        return found if found is not None else self._generate(day)
 
     def daily_bar(self, symbol: str, day: date) -> tuple[float, float, float, float, float]:
         """(open, high, low, close, volume) of a session, consistent with its 1-minute bars."""

@@ -176,7 +176,7 @@ def test_bars_when_unknown_symbol_or_frequency_then_market_data_error(
 ) -> None:
     s = session(REGULAR_DAY)
     with pytest.raises(MarketDataError):
-        market.bars("TSLA", s.open, s.close)
+        market.bars("GME", s.open, s.close)  # TSLA is a simulated stock now
     with pytest.raises(MarketDataError):
         market.bars("SPY", s.open, s.close, freq="5min")
 
