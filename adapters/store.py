@@ -174,6 +174,16 @@ def _money(value: Decimal | int | float | str) -> Decimal:
     return Decimal(str(value)).quantize(_Q4, rounding=ROUND_HALF_UP)
 
 
+def _fraction(value: float) -> Decimal:
+    """A stored float fraction back as the ``Decimal`` of its shortest repr."""
+    return Decimal(repr(float(value)))
+
+
+def _check_iv(value: float) -> None:
+    if not (value > 0 and value < 100):  # also refuses NaN
+        raise ValueError(f"an implied vol must be a positive fraction, got {value!r}")
+
+
 class Money(TypeDecorator[Decimal]):
     """``Numeric(18, 4)`` returning ``Decimal`` exactly on both backends.
 
@@ -350,6 +360,8 @@ class PositionRecord(Base):
     closed_fraction_tiers: Mapped[int] = mapped_column(Integer)
     open_client_order_id: Mapped[str] = mapped_column(String(64))
     close_client_order_id: Mapped[str | None] = mapped_column(String(64))
+    # highest P&L fraction of the premium seen at a Mag7 management check (trailing stop); 0003
+    peak_pnl_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class DailyPnlRecord(Base):
@@ -435,6 +447,23 @@ class ApprovalRecord(Base):
     decision: Mapped[str] = mapped_column(String(16), index=True)
     decided_by: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class IvHistoryRecord(Base):
+    """One session's 30-day ATM implied vol of an underlying (Mag7 IV rank); migration 0003.
+
+    ``source`` says where the value came from: ``simulator`` (development backfill and daily
+    values), or ``chain`` (interpolated from the listed chains at the day's last management
+    check, with Polygon data). One row per (symbol, day): a later write replaces it.
+    """
+
+    __tablename__ = "iv_history"
+
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    atm_iv: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ModeChangeRecord(Base):
@@ -534,6 +563,14 @@ class ApprovalRow:
     decision: str
     decided_by: str | None
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IvRow:
+    symbol: str
+    day: date
+    atm_iv: float
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -892,7 +929,9 @@ class TradeStore:
                 )
             )
 
-    def orders(self, day: date | None = None) -> list[BrokerOrder]:
+    def orders(
+        self, day: date | None = None, system: SystemName | None = None
+    ) -> list[BrokerOrder]:
         """Broker orders (latest state), ``day`` filtering on their last update."""
         stmt = (
             select(OrderRecord, IntentRecord.spread)
@@ -901,6 +940,8 @@ class TradeStore:
         )
         if day is not None:
             stmt = stmt.where(_on_day(OrderRecord.updated_at, day))
+        if system is not None:
+            stmt = stmt.where(OrderRecord.system == system)
         with self._read() as session:
             return [
                 BrokerOrder(
@@ -959,10 +1000,17 @@ class TradeStore:
                 },
             )
 
-    def fills(self, day: date | None = None, client_order_id: str | None = None) -> list[Fill]:
+    def fills(
+        self,
+        day: date | None = None,
+        client_order_id: str | None = None,
+        system: SystemName | None = None,
+    ) -> list[Fill]:
         stmt = select(FillRecord).order_by(FillRecord.at, FillRecord.exec_id)
         if day is not None:
             stmt = stmt.where(_on_day(FillRecord.at, day))
+        if system is not None:
+            stmt = stmt.where(FillRecord.system == system)
         if client_order_id is not None:
             stmt = stmt.where(FillRecord.client_order_id == client_order_id)
         with self._read() as session:
@@ -1147,6 +1195,22 @@ class TradeStore:
         with self._read() as session:
             return [self._position(row) for row in session.scalars(stmt)]
 
+    def positions_open_at(self, at: datetime, system: SystemName | None = None) -> list[Position]:
+        """Rows open at instant ``at``: opened at or before it, not closed by then. A partly
+        closed position shows as its parent row plus the partial-close rows closed after ``at``
+        (together: the quantity open at ``at``)."""
+        require_aware(at, "at")
+        stmt = (
+            select(PositionRecord)
+            .where(PositionRecord.opened_at <= at)
+            .where(PositionRecord.closed_at.is_(None) | (PositionRecord.closed_at > at))
+            .order_by(PositionRecord.opened_at, PositionRecord.position_id)
+        )
+        if system is not None:
+            stmt = stmt.where(PositionRecord.system == system)
+        with self._read() as session:
+            return [self._position(row) for row in session.scalars(stmt)]
+
     def positions(
         self, day: date | None = None, system: SystemName | None = None
     ) -> list[Position]:
@@ -1160,6 +1224,116 @@ class TradeStore:
             stmt = stmt.where(PositionRecord.system == system)
         with self._read() as session:
             return [self._position(row) for row in session.scalars(stmt)]
+
+    def record_peak(self, position_id: str, pnl_fraction: Decimal) -> Decimal:
+        """Raise the position's peak P&L fraction to ``pnl_fraction`` if higher; return the peak.
+
+        The peak only ever rises (a lower value leaves it as it is), so a repeated or late
+        management check cannot lower the trailing stop's reference. Unknown id -> KeyError.
+        """
+        with self._write() as session:
+            row = session.get(PositionRecord, position_id, with_for_update=True)
+            if row is None:
+                raise KeyError(f"unknown position {position_id!r}")
+            value = float(pnl_fraction)
+            if row.peak_pnl_fraction is None or value > row.peak_pnl_fraction:
+                row.peak_pnl_fraction = value
+            return _fraction(row.peak_pnl_fraction)
+
+    def peaks(self, position_ids: Iterable[str] | None = None) -> dict[str, Decimal]:
+        """Recorded peak P&L fractions (position_id -> peak) of ``position_ids`` (all if None);
+        positions without a recorded peak are left out."""
+        stmt = select(PositionRecord.position_id, PositionRecord.peak_pnl_fraction).where(
+            PositionRecord.peak_pnl_fraction.is_not(None)
+        )
+        if position_ids is not None:
+            stmt = stmt.where(PositionRecord.position_id.in_(list(position_ids)))
+        with self._read() as session:
+            return {pid: _fraction(peak) for pid, peak in session.execute(stmt) if peak is not None}
+
+    # -- IV history (Mag7) ------------------------------------------------------------------
+
+    def record_iv(self, symbol: str, day: date, atm_iv: float, source: str, at: datetime) -> None:
+        """Store (or replace) ``symbol``'s 30-day ATM IV of ``day``."""
+        require_aware(at, "at")
+        _check_iv(atm_iv)
+        values = {
+            "symbol": symbol,
+            "day": day,
+            "atm_iv": float(atm_iv),
+            "source": source,
+            "recorded_at": at,
+        }
+        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
+        stmt = insert(IvHistoryRecord).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[IvHistoryRecord.symbol, IvHistoryRecord.day],
+            set_={
+                "atm_iv": stmt.excluded.atm_iv,
+                "source": stmt.excluded.source,
+                "recorded_at": stmt.excluded.recorded_at,
+            },
+        )
+        with self._write() as session:
+            session.execute(stmt)
+
+    def backfill_iv(
+        self,
+        symbol: str,
+        values: Iterable[tuple[date, float]],
+        source: str,
+        at: datetime,
+    ) -> int:
+        """Insert the (day, atm_iv) values not stored yet (stored days are kept); the count added."""
+        require_aware(at, "at")
+        added = 0
+        with self._write() as session:
+            for day, iv in values:
+                _check_iv(iv)
+                added += self._insert_ignore(
+                    session,
+                    IvHistoryRecord,
+                    {
+                        "symbol": symbol,
+                        "day": day,
+                        "atm_iv": float(iv),
+                        "source": source,
+                        "recorded_at": at,
+                    },
+                )
+        return added
+
+    def iv_history(
+        self, symbol: str, before: date | None = None, limit: int | None = None
+    ) -> list[IvRow]:
+        """``symbol``'s stored daily IV, oldest first: days before ``before`` (all if None), the
+        last ``limit`` of them when given."""
+        stmt = select(IvHistoryRecord).where(IvHistoryRecord.symbol == symbol)
+        if before is not None:
+            stmt = stmt.where(IvHistoryRecord.day < before)
+        stmt = stmt.order_by(IvHistoryRecord.day.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as session:
+            rows = [
+                IvRow(symbol=row.symbol, day=row.day, atm_iv=row.atm_iv, source=row.source)
+                for row in session.scalars(stmt)
+            ]
+        return rows[::-1]
+
+    def iv_sessions(self, symbols: Iterable[str], before: date | None = None) -> dict[str, int]:
+        """How many daily IV values are stored per symbol (days before ``before``)."""
+        wanted = list(symbols)
+        stmt = (
+            select(IvHistoryRecord.symbol, func.count())
+            .where(IvHistoryRecord.symbol.in_(wanted))
+            .group_by(IvHistoryRecord.symbol)
+        )
+        if before is not None:
+            stmt = stmt.where(IvHistoryRecord.day < before)
+        with self._read() as session:
+            found = {str(sym): int(n) for sym, n in session.execute(stmt)}
+        return {sym: found.get(sym, 0) for sym in wanted}
 
     # -- risk events and trading state --------------------------------------------------------
 
@@ -1216,13 +1390,17 @@ class TradeStore:
                 TradingStateRecord(at=at, state=TradingState(state), manual=manual, reason=reason)
             )
 
-    def trading_state(self) -> TradingStateRow | None:
-        """The latest trading-state row (by time, then insertion), None if never set."""
+    def trading_state(self, at: datetime | None = None) -> TradingStateRow | None:
+        """The latest trading-state row (by time, then insertion), None if never set; with
+        ``at``, the latest one set at or before it (the state as of ``at``)."""
         stmt = (
             select(TradingStateRecord)
             .order_by(TradingStateRecord.at.desc(), TradingStateRecord.id.desc())
             .limit(1)
         )
+        if at is not None:
+            require_aware(at, "at")
+            stmt = stmt.where(TradingStateRecord.at <= at)
         with self._read() as session:
             row = session.scalars(stmt).first()
             if row is None:

@@ -48,6 +48,8 @@ from pydantic import model_validator as _model_validator
 
 from core.approvals import TierRules
 from core.models import RiskLimits, SystemName, TradingMode
+from systems.mag7.config import DEFAULT as MAG7_DEFAULT
+from systems.mag7.config import Mag7Config
 from systems.smart0dte.config import DEFAULT as SMART0DTE_DEFAULT
 from systems.smart0dte.config import Smart0DTEConfig
 
@@ -274,6 +276,27 @@ def smart0dte_config_from(overrides: Mapping[str, Any]) -> Smart0DTEConfig:
     return SMART0DTE_DEFAULT.with_overrides(typed)
 
 
+_MAG7_TYPES: dict[str, Any] = typing.get_type_hints(Mag7Config)
+
+
+def mag7_config_from(overrides: Mapping[str, Any]) -> Mag7Config:
+    """Mag7-7DTE defaults with ``overrides`` applied, like ``smart0dte_config_from``: unknown keys
+    are refused, values are validated against the ``Mag7Config`` field types (e.g.
+    ``{"management_times": ["10:00", "15:30"]}`` or ``{"sizing": {"max_open_positions": 2}}``)."""
+    MAG7_DEFAULT.with_overrides(overrides)  # ValueError naming unknown keys
+    typed: dict[str, Any] = {}
+    for key, value in overrides.items():
+        try:
+            typed[key] = TypeAdapter(_MAG7_TYPES[key]).validate_python(value)
+        except ValidationError as exc:
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in (key, *err['loc']))}: {err['msg']}"
+                for err in exc.errors(include_input=False, include_url=False)
+            )
+            raise ValueError(f"invalid Mag7 setting {detail}") from None
+    return MAG7_DEFAULT.with_overrides(typed)
+
+
 class TradingSettings(Block):
     """Per-mode trading settings: risk-limit overrides (unset = ``RiskLimits`` default), approvals,
     approval-tier thresholds and timeouts, and Smart-0DTE config overrides."""
@@ -313,6 +336,10 @@ class TradingSettings(Block):
         default_factory=dict,
         description="Smart0DTEConfig top-level fields to replace, e.g. confidence_threshold",
     )
+    mag7_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Mag7Config top-level fields to replace, e.g. management_times, sizing",
+    )
 
     RISK_FIELDS: ClassVar[tuple[str, ...]] = (
         "max_daily_loss",
@@ -329,6 +356,12 @@ class TradingSettings(Block):
     @classmethod
     def _check_smart0dte(cls, value: dict[str, Any]) -> dict[str, Any]:
         smart0dte_config_from(value)
+        return value
+
+    @field_validator("mag7_overrides")
+    @classmethod
+    def _check_mag7(cls, value: dict[str, Any]) -> dict[str, Any]:
+        mag7_config_from(value)
         return value
 
     @_model_validator(mode="after")
@@ -370,6 +403,9 @@ class TradingSettings(Block):
 
     def smart0dte_config(self) -> Smart0DTEConfig:
         return smart0dte_config_from(self.smart0dte_overrides)
+
+    def mag7_config(self) -> Mag7Config:
+        return mag7_config_from(self.mag7_overrides)
 
 
 DteBlock = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 from core.calendar import NY, NotATradingDay, Session, next_trading_day, session
+from tasks import mag7
 
 CLOSEOUT_TOLERANCE = timedelta(minutes=10)
 REPORT_EARLIEST = time(16, 0)
@@ -49,6 +50,10 @@ def window_reason(flow_name: str, now: datetime) -> str | None:
     * eod-report: from 16:00 (after any close) to midnight;
     * health-check: 09:00-16:30 on trading days;
     * premarket-brief: from 07:00 until the open;
+    * mag7-weekly-entry: on the week's entry day (Friday; Thursday when Friday is a holiday)
+      from 10:00 until the entry cut-off (15:00, or close - 60 min);
+    * mag7-manage: within 10 minutes after a management time (10:00, 12:00, 14:00, 15:30; on an
+      early close 10:00, 12:00 and 12:45);
     * anything: not on a non-trading day.
     """
     day = now.astimezone(NY).date()
@@ -77,6 +82,10 @@ def window_reason(flow_name: str, now: datetime) -> str | None:
         if now.astimezone(NY).time() >= BRIEF_WINDOW_START and now < sess.open:
             return None
         return f"the brief runs {BRIEF_WINDOW_START:%H:%M}-{sess.open:%H:%M} before the open"
+    if flow_name == "mag7-weekly-entry":
+        return mag7.entry_window_reason(now)
+    if flow_name == "mag7-manage":
+        return mag7.manage_window_reason(now)
     if flow_name == "eod-report":
         if now.astimezone(NY).time() >= REPORT_EARLIEST:
             return None

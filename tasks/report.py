@@ -15,8 +15,12 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 from adapters.store import TradeStore
-from core.calendar import NY, Session, next_trading_day
+from core.calendar import NY, Session, next_trading_day, previous_trading_day
 from core.models import IntentAction, IntentStatus, PositionStatus, RiskLimits, SystemName
+from systems.mag7.config import DEFAULT as MAG7_DEFAULT
+from systems.mag7.config import IVConfig
+
+MAG7_CHART_SESSIONS = 10  # two weeks: a whole weekly cycle and the one before
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class DaySummary:
     risk_events: int
     risk_event_kinds: dict[str, int]
     final_state: str
+    system: SystemName = SystemName.SMART0DTE
 
     def as_rows(self) -> list[tuple[str, str]]:
         return [
@@ -46,7 +51,12 @@ class DaySummary:
             ("fills", str(self.fills)),
             ("denied / rejected / unfilled", f"{self.denied} / {self.rejected} / {self.cancelled}"),
             ("positions opened", str(self.positions_opened)),
-            ("open 0DTE positions now", str(self.positions_open_now)),
+            (
+                "open 0DTE positions now"
+                if self.system is SystemName.SMART0DTE
+                else "open Mag7 positions now",
+                str(self.positions_open_now),
+            ),
             ("realised P&L (after commissions)", f"{self.realized:,.2f}"),
             ("unrealised P&L", f"{self.unrealized:,.2f}"),
             ("commissions", f"{self.commissions:,.2f}"),
@@ -58,23 +68,40 @@ class DaySummary:
 def summarize(
     store: TradeStore, day: date, system: SystemName = SystemName.SMART0DTE
 ) -> DaySummary:
+    """One system's day: its signals, intents, orders, fills, positions and P&L.
+
+    Realised P&L counts the system's positions (and partial closes) closed on ``day``, each with
+    its whole P&L since entry (a Mag7 position held over days lands on its closing day).
+    Unrealised: Mag7's last mark of the day (its management checks mark its positions only);
+    Smart-0DTE's loop marks are account-wide, so they are used only while a 0DTE position is
+    still open (after the close-out it is 0).
+    """
     intents = store.intents(day=day, system=system)
-    fills = store.fills(day=day)
+    fills = store.fills(day=day, system=system)
     positions = store.positions(day=day, system=system)
     opened = [p for p in positions if p.opened_at.astimezone(NY).date() == day]
-    closed = [p for p in positions if p.status is PositionStatus.CLOSED]
-    events = store.risk_events(day=day)
+    closed = [
+        p
+        for p in positions
+        if p.status is PositionStatus.CLOSED
+        and p.closed_at is not None
+        and p.closed_at.astimezone(NY).date() == day
+    ]
+    events = [e for e in store.risk_events(day=day) if e.system in (system, None)]
     state = store.trading_state()
     commissions = sum((f.commission for f in fills), Decimal("0"))
     still_open = store.open_positions(system)
     marks = store.pnl_marks(day, system)
-    # the latest intraday mark's unrealised P&L, while anything is still open
-    unrealized = marks[-1].unrealized if (still_open and marks) else Decimal("0")
+    if system is SystemName.SMART0DTE:
+        # the latest intraday mark's unrealised P&L, while anything is still open
+        unrealized = marks[-1].unrealized if (still_open and marks) else Decimal("0")
+    else:
+        unrealized = marks[-1].unrealized if marks else Decimal("0")
     return DaySummary(
         day=day,
         signals=len(store.signals(day=day, system=system)),
         intents=len(intents),
-        orders_placed=len(store.orders(day=day)),
+        orders_placed=len(store.orders(day=day, system=system)),
         fills=len(fills),
         denied=sum(1 for i in intents if i.status is IntentStatus.DENIED),
         rejected=sum(1 for i in intents if i.status is IntentStatus.REJECTED),
@@ -87,6 +114,7 @@ def summarize(
         risk_events=len(events),
         risk_event_kinds=dict(Counter(e.kind for e in events)),
         final_state=state.state.value if state else "ACTIVE",
+        system=system,
     )
 
 
@@ -95,25 +123,68 @@ def _num(t: datetime) -> float:
     return float(mdates.date2num(t.astimezone(NY).replace(tzinfo=None)))  # type: ignore[no-untyped-call]
 
 
+def _realized_steps(
+    store: TradeStore, day: date, system: SystemName
+) -> list[tuple[datetime, Decimal]]:
+    """Cumulative realised P&L of ``system``'s closes on ``day``, one point per close."""
+    closes = sorted(
+        (p.closed_at, p.realized())
+        for p in store.positions(day=day, system=system)
+        if p.status is PositionStatus.CLOSED
+        and p.closed_at is not None
+        and p.closed_at.astimezone(NY).date() == day
+    )
+    out: list[tuple[datetime, Decimal]] = []
+    total = Decimal("0")
+    for at, pnl in closes:
+        total += pnl
+        out.append((at, total))
+    return out
+
+
 def pnl_chart(store: TradeStore, sess: Session, path: Path) -> Path:
-    marks = store.pnl_marks(sess.day)
+    """The day's intraday chart: the account's P&L as the Smart-0DTE loop marks it every minute
+    (both systems' realised + unrealised: what the daily-loss limit sees), Smart-0DTE's realised
+    P&L (from its closes) and Mag7's P&L at its management checks."""
+    marks = store.pnl_marks(sess.day, SystemName.SMART0DTE)
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
     if marks:
         times = [_num(m.at) for m in marks]
         total = [float(m.realized + m.unrealized) for m in marks]
-        realized = [float(m.realized) for m in marks]
-        ax.plot(times, total, label="total (realised + unrealised)", color="#1f77b4", linewidth=1.6)
-        ax.plot(times, realized, label="realised", color="#2ca02c", linewidth=1.0, linestyle="--")
+        ax.plot(
+            times, total, label="account (both systems, loop marks)", color="#1f77b4", linewidth=1.6
+        )
         ax.fill_between(times, total, 0, where=[v >= 0 for v in total], color="#2ca02c", alpha=0.12)
         ax.fill_between(times, total, 0, where=[v < 0 for v in total], color="#d62728", alpha=0.12)
-    else:
+    steps = _realized_steps(store, sess.day, SystemName.SMART0DTE)
+    if steps:
+        xs = [_num(sess.open), *[_num(t) for t, _ in steps]]
+        ys = [0.0, *[float(v) for _, v in steps]]
+        ax.step(
+            xs, ys, where="post", label="Smart-0DTE realised", color="#2ca02c", linewidth=1.0,
+            linestyle="--",
+        )  # fmt: skip
+    mag7 = store.pnl_marks(sess.day, SystemName.MAG7)
+    if mag7:
+        ax.plot(
+            [_num(m.at) for m in mag7],
+            [float(m.realized + m.unrealized) for m in mag7],
+            "o-",
+            color="#9467bd",
+            markersize=4,
+            linewidth=0.8,
+            label="Mag7-7DTE (management checks)",
+        )
+    if not (marks or steps or mag7):
         ax.text(0.5, 0.5, "no P&L marks recorded", ha="center", va="center", transform=ax.transAxes)
     ax.axhline(0, color="black", linewidth=0.6)
     closeout = _num(sess.closeout)
     ax.axvline(closeout, color="#ff7f0e", linewidth=1.0, linestyle=":", label="close-out")
     ax.xaxis.set_major_locator(mdates.MinuteLocator(byminute=[0, 30]))  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
-    ax.set_title(f"Smart-0DTE intraday P&L, {sess.day.isoformat()} (USD, after commissions)")
+    ax.set_title(
+        f"Intraday P&L {sess.day.isoformat()}: account and Smart-0DTE (USD, after commissions)"
+    )
     ax.set_xlabel("America/New_York")
     ax.set_ylabel("P&L ($)")
     ax.grid(alpha=0.3)
@@ -125,11 +196,72 @@ def pnl_chart(store: TradeStore, sess: Session, path: Path) -> Path:
     return path
 
 
+def mag7_sessions(day: date, count: int = MAG7_CHART_SESSIONS) -> list[date]:
+    """The ``count`` sessions ending at ``day`` (a Mag7 position lives about a week)."""
+    days = [day]
+    while len(days) < count:
+        days.insert(0, previous_trading_day(days[0]))
+    return days
+
+
+def mag7_chart(store: TradeStore, sess: Session, path: Path) -> Path:
+    """Mag7-7DTE P&L at its management checks over the last two weeks of sessions: realised
+    (cumulative over the window) and realised + unrealised of the open positions."""
+    points: list[tuple[str, float, float]] = []  # (label, realised cumulative, total)
+    carried = Decimal("0")
+    for d in mag7_sessions(sess.day):
+        marks = store.pnl_marks(d, SystemName.MAG7)
+        for i, m in enumerate(marks):
+            label = f"{m.at.astimezone(NY):%a %m-%d}" if i == 0 else ""
+            points.append(
+                (label, float(carried + m.realized), float(carried + m.realized + m.unrealized))
+            )
+        if marks:
+            carried += marks[-1].realized
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
+    if points:
+        xs = list(range(len(points)))
+        total = [t for _, _, t in points]
+        ax.plot(xs, total, "o-", color="#9467bd", markersize=3, linewidth=1.4,
+                label="realised + unrealised")  # fmt: skip
+        ax.step(xs, [r for _, r, _ in points], where="post", color="#2ca02c", linewidth=1.0,
+                linestyle="--", label="realised (cumulative)")  # fmt: skip
+        ax.fill_between(xs, total, 0, where=[v >= 0 for v in total], color="#2ca02c", alpha=0.10)
+        ax.fill_between(xs, total, 0, where=[v < 0 for v in total], color="#d62728", alpha=0.10)
+        ticks = [(x, lab) for x, (lab, _, _) in enumerate(points) if lab]
+        ax.set_xticks([x for x, _ in ticks], [lab for _, lab in ticks], rotation=30, fontsize=8)
+        for x, _ in ticks:
+            ax.axvline(x - 0.5, color="grey", linewidth=0.4, alpha=0.5)
+    else:
+        ax.text(0.5, 0.5, "no Mag7 management checks recorded", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
+    ax.axhline(0, color="black", linewidth=0.6)
+    first = mag7_sessions(sess.day)[0]
+    ax.set_title(
+        f"Mag7-7DTE P&L at management checks, {first.isoformat()}..{sess.day.isoformat()} "
+        "(USD, after commissions)"
+    )
+    ax.set_ylabel("P&L ($)")
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def risk_chart(store: TradeStore, sess: Session, limits: RiskLimits, path: Path) -> Path:
     """Risk usage through the day: daily loss as % of max_daily_loss (with the 75/100/200% levels)
-    and open positions against max_open_positions, both read back from the ledger."""
-    marks = store.pnl_marks(sess.day)
-    positions = store.positions(day=sess.day)
+    and open positions (both systems) against max_open_positions, read back from the ledger. The
+    loss is the account's, as the Smart-0DTE loop marks it every minute (both systems)."""
+    marks = store.pnl_marks(sess.day, SystemName.SMART0DTE)
+    positions = [  # both systems, Mag7 ones opened on earlier days included
+        p
+        for p in store.positions()
+        if p.opened_at <= sess.close and (p.closed_at is None or p.closed_at >= sess.open)
+    ]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), dpi=110, sharex=True)
     if marks:
         times = [_num(m.at) for m in marks]
@@ -197,8 +329,63 @@ def _health_lines(store: TradeStore, day: date, summary: DaySummary) -> list[str
     ]
 
 
-def markdown(store: TradeStore, sess: Session, summary: DaySummary, chart_name: str) -> str:
+def _summary_table(summary: DaySummary) -> list[str]:
+    return ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in summary.as_rows()]]
+
+
+def iv_method_lines(store: TradeStore, day: date, cfg: IVConfig = MAG7_DEFAULT.iv) -> list[str]:
+    """Which IV measure the Mag7 scan uses per name on ``day`` (from the stored history): the
+    rank/percentile once a year exists, the IV/HV(20) fallback before; and where values came from."""
+    names = MAG7_DEFAULT.underlyings
+    counts = store.iv_sessions(names, day)
+    lines = [
+        "| underlying | stored IV sessions | method | last value (source) |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        n = counts[name]
+        method = (
+            f"IV {cfg.measure.value} over {cfg.window} sessions"
+            if n + 1 >= cfg.min_history_sessions
+            else f"IV/HV({cfg.hv_period}) fallback ({n} of {cfg.min_history_sessions} sessions)"
+        )
+        last = store.iv_history(name, before=next_trading_day(day), limit=1)
+        shown = f"{last[0].atm_iv:.1%} on {last[0].day} ({last[0].source})" if last else "-"
+        lines.append(f"| {name} | {n} | {method} | {shown} |")
+    return lines
+
+
+def mag7_position_lines(store: TradeStore, day: date) -> list[str]:
+    """Open Mag7 positions: expiry, days left, profit tiers taken and the trailing peak."""
+    open_now = store.open_positions(SystemName.MAG7)
+    if not open_now:
+        return ["No Mag7 position open."]
+    peaks = store.peaks([p.position_id for p in open_now])
+    lines = [
+        "| position | structure | qty | entry | max loss | opened | DTE | tiers taken | peak P&L |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in open_now:
+        peak = peaks.get(p.position_id)
+        lines.append(
+            f"| `{p.position_id}` | {p.spread.describe()} | {p.quantity} | {p.entry_price} | "
+            f"{p.max_loss:,.2f} | {p.opened_at.astimezone(NY):%Y-%m-%d %H:%M} | "
+            f"{(p.spread.expiry - day).days} | {p.closed_fraction_tiers} | "
+            f"{f'{peak:.1%}' if peak is not None else '-'} |"
+        )
+    return lines
+
+
+def markdown(
+    store: TradeStore,
+    sess: Session,
+    summary: DaySummary,
+    chart_name: str,
+    mag7: DaySummary | None = None,
+) -> str:
+    """The report: the account, then a section per system, then the day's ledger tables."""
     day = sess.day
+    mag7 = mag7 or summarize(store, day, SystemName.MAG7)
     lines = [
         f"# dte-trader end-of-day report, {day.isoformat()}",
         "",
@@ -206,56 +393,89 @@ def markdown(store: TradeStore, sess: Session, summary: DaySummary, chart_name: 
         + (" (early close)" if sess.early_close else "")
         + f"; close-out {sess.closeout:%H:%M}; next session {next_trading_day(day).isoformat()}.",
         "",
-        "## Summary",
+        "## Account (both systems)",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in summary.as_rows()],
+        "| metric | Smart-0DTE | Mag7-7DTE | account |",
+        "|---|---|---|---|",
+        f"| realised P&L (after commissions) | {summary.realized:,.2f} | {mag7.realized:,.2f} | "
+        f"{summary.realized + mag7.realized:,.2f} |",
+        f"| unrealised P&L | {summary.unrealized:,.2f} | {mag7.unrealized:,.2f} | "
+        f"{summary.unrealized + mag7.unrealized:,.2f} |",
+        f"| orders placed | {summary.orders_placed} | {mag7.orders_placed} | "
+        f"{summary.orders_placed + mag7.orders_placed} |",
+        f"| open positions now | {summary.positions_open_now} | {mag7.positions_open_now} | "
+        f"{summary.positions_open_now + mag7.positions_open_now} |",
+        f"| trading state | | | {summary.final_state} |",
         "",
         f"![intraday P&L]({chart_name})",
         "",
         "![risk usage](risk-usage.png)",
         "",
+        "## Smart-0DTE",
+        "",
+        *_summary_table(summary),
+        "",
+        "## Mag7-7DTE",
+        "",
+        *_summary_table(mag7),
+        "",
+        "![Mag7 P&L](mag7-pnl.png)",
+        "",
+        "### Open Mag7 positions",
+        "",
+        *mag7_position_lines(store, day),
+        "",
+        "### IV measure for the next scan",
+        "",
+        *iv_method_lines(store, next_trading_day(day)),
+        "",
         "## Signals",
         "",
-        "| time | signal | underlying | direction | confidence | reason |",
-        "|---|---|---|---|---|---|",
+        "| time | system | signal | underlying | direction | confidence | reason |",
+        "|---|---|---|---|---|---|---|",
         *[
-            f"| {sig.at.astimezone(NY):%H:%M} | {sig.kind.value} | {sig.underlying} | "
-            f"{sig.direction.value} | {sig.confidence:.2f} | {sig.reason.replace('|', '/')[:140]} |"
+            f"| {sig.at.astimezone(NY):%H:%M} | {sig.system.value} | {sig.kind.value} | "
+            f"{sig.underlying} | {sig.direction.value} | {sig.confidence:.2f} | "
+            f"{sig.reason.replace('|', '/')[:140]} |"
             for sig in store.signals(day=day)
         ],
         "",
         "## Execution",
         "",
-        "| time | intent | action | structure | qty | status | reason |",
-        "|---|---|---|---|---|---|---|",
+        "| time | system | intent | action | structure | qty | status | reason |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for stored in store.intents(day=day):
         i = stored.intent
         lines.append(
-            f"| {i.created_at.astimezone(NY):%H:%M:%S} | `{i.client_order_id}` | {i.action.value} | "
-            f"{i.spread.describe()} | {i.quantity} | {stored.status.value} | "
-            f"{(stored.status_reason or i.reason).replace('|', '/')[:120]} |"
+            f"| {i.created_at.astimezone(NY):%H:%M:%S} | {i.system.value} | "
+            f"`{i.client_order_id}` | {i.action.value} | {i.spread.describe()} | {i.quantity} | "
+            f"{stored.status.value} | {(stored.status_reason or i.reason).replace('|', '/')[:120]} |"
         )
     lines += [
         "",
         "## Positions",
         "",
-        "| position | structure | qty | entry | exit | realised | status |",
-        "|---|---|---|---|---|---|---|",
+        "| position | system | structure | qty | entry | exit | realised | status |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in store.positions(day=day):
         lines.append(
-            f"| `{p.position_id}` | {p.spread.describe()} | {p.quantity} | {p.entry_price} | "
-            f"{p.exit_price if p.exit_price is not None else '-'} | {p.realized():,.2f} | "
-            f"{p.status.value} |"
+            f"| `{p.position_id}` | {p.system.value} | {p.spread.describe()} | {p.quantity} | "
+            f"{p.entry_price} | {p.exit_price if p.exit_price is not None else '-'} | "
+            f"{p.realized():,.2f} | {p.status.value} |"
         )
-    lines += ["", "## Risk events", "", "| time | kind | severity | message |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Risk events",
+        "",
+        "| time | system | kind | severity | message |",
+        "|---|---|---|---|---|",
+    ]
     for e in store.risk_events(day=day):
         lines.append(
-            f"| {e.at.astimezone(NY):%H:%M:%S} | {e.kind} | {e.severity} | "
-            f"{e.message.replace('|', '/')[:160]} |"
+            f"| {e.at.astimezone(NY):%H:%M:%S} | {e.system.value if e.system else 'account'} | "
+            f"{e.kind} | {e.severity} | {e.message.replace('|', '/')[:160]} |"
         )
     opens = [s for s in store.intents(day=day) if s.intent.action is IntentAction.OPEN]
     lines += ["", "## System health", "", *_health_lines(store, day, summary)]
@@ -264,7 +484,8 @@ def markdown(store: TradeStore, sess: Session, summary: DaySummary, chart_name: 
         "## Next-day outlook",
         "",
         f"Next session: {next_trading_day(day).isoformat()}. "
-        f"{len(opens)} entry intents today; trading state at close {summary.final_state}.",
+        f"{len(opens)} entry intents today; {mag7.positions_open_now} Mag7 positions carried; "
+        f"trading state at close {summary.final_state}.",
         "",
     ]
     return "\n".join(lines)
@@ -273,11 +494,15 @@ def markdown(store: TradeStore, sess: Session, summary: DaySummary, chart_name: 
 def write_report(
     store: TradeStore, sess: Session, out_dir: Path, limits: RiskLimits | None = None
 ) -> tuple[Path, Path, DaySummary]:
+    """reports/<day>/: report.md, intraday-pnl.png (account and Smart-0DTE), risk-usage.png and
+    mag7-pnl.png. Returns the markdown, the intraday chart and the Smart-0DTE summary."""
     summary = summarize(store, sess.day)
+    mag7 = summarize(store, sess.day, SystemName.MAG7)
     folder = out_dir / sess.day.isoformat()
     chart = pnl_chart(store, sess, folder / "intraday-pnl.png")
     risk_chart(store, sess, limits or RiskLimits(), folder / "risk-usage.png")
-    text = markdown(store, sess, summary, chart.name)
+    mag7_chart(store, sess, folder / "mag7-pnl.png")
+    text = markdown(store, sess, summary, chart.name, mag7)
     md = folder / "report.md"
     md.write_text(text, encoding="utf-8")
     return md, chart, summary

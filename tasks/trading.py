@@ -605,7 +605,10 @@ def process_approvals(rt: Runtime, closing: bool = False) -> list[ExecutionResul
     now = rt.clock.now()
     cutoff = rt.smart.cutoff(rt.session)
     results: list[ExecutionResult] = []
-    awaiting = rt.store.intents(day=rt.session.day, statuses=(IntentStatus.AWAITING_APPROVAL,))
+    # Smart-0DTE's own entries only: Mag7 waits for its approvals in its own run (30 min timeout)
+    awaiting = rt.store.intents(
+        day=rt.session.day, system=SMART, statuses=(IntentStatus.AWAITING_APPROVAL,)
+    )
     for stored in awaiting:
         intent = stored.intent
         cid = intent.client_order_id

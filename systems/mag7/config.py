@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import date, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -180,9 +180,13 @@ class EarningsConfig:
     and beats (surprise > 0) in >= min_beat_rate of the last ``lookback_quarters`` -> bullish;
     the mirror (misses) -> bearish.
     confidence = min(cap, base + slope * (|last surprise| / min_surprise - 1)).
+
+    ``dates``: a configured earnings calendar (underlying -> report dates), used by the
+    orchestration when the market-data adapter has no calendar of its own.
     """
 
     calendar_configured: bool = False
+    dates: Mapping[str, tuple[date, ...]] = field(default_factory=dict)
     lookback_quarters: int = 4
     min_beat_rate: float = 0.75
     min_surprise: float = 0.02

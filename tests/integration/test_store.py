@@ -710,6 +710,7 @@ def test_table_row_counts_when_rows_written_then_every_table_counted(store: Trad
         "daily_pnl": 1,
         "fills": 1,
         "intents": 1,
+        "iv_history": 0,
         "mode_changes": 0,
         "order_events": 2,
         "orders": 1,
