@@ -46,9 +46,12 @@ DEPLOYMENTS = [
     "smart0dte-intraday",
     "eod-closeout",
     "eod-report",
+    "mag7-weekly-entry",
+    "mag7-manage",
     "kill-switch",
     "health-check",
     "switch-mode",
+    "backtest",
     "daily-backup",
 ]
 PULL_STEPS = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))["pull"]
@@ -265,7 +268,14 @@ def run_trading_day(stack: PrefectStack, tmp: Path, *, report: bool = True) -> N
             f"{name}: the checkout path must be resolved by the worker, not frozen at deploy"
         )
         assert dep.work_pool_name == "dte-process"
-    for name in ("market-open-scan", "smart0dte-intraday", "eod-closeout", "kill-switch"):
+    for name in (
+        "market-open-scan",
+        "smart0dte-intraday",
+        "eod-closeout",
+        "kill-switch",
+        "mag7-weekly-entry",
+        "mag7-manage",
+    ):
         dep = deps[name]
         assert dep.global_concurrency_limit is not None and dep.global_concurrency_limit.limit == 1
         assert dep.concurrency_options.collision_strategy.value == "CANCEL_NEW", name
@@ -275,6 +285,13 @@ def run_trading_day(stack: PrefectStack, tmp: Path, *, report: bool = True) -> N
     ]
     assert deps["kill-switch"].schedules == []
     assert deps["market-open-scan"].parameters == {"clock": "wall"}
+    assert sorted(s.schedule.cron for s in deps["mag7-manage"].schedules) == [
+        "0 10,12,14 * * 1-5",
+        "30 15 * * 1-5",
+        "45 12 * * 1-5",
+    ]
+    assert [s.schedule.cron for s in deps["mag7-weekly-entry"].schedules] == ["0 10 * * 4,5"]
+    assert deps["mag7-manage"].work_queue_name == "mag7"
 
     t0 = time.monotonic()
     scheduled = api(stack, wait_scheduled_runs, deps["market-open-scan"].id)
@@ -303,6 +320,11 @@ def run_trading_day(stack: PrefectStack, tmp: Path, *, report: bool = True) -> N
         stack, "smart0dte-intraday (speed=0)", ("smart0dte-intraday", params)
     )
     (closeout_id,) = run_deployments(stack, "eod-closeout", ("eod-closeout", params))
+    mag7_params = {k: v for k, v in params.items() if k != "speed"}
+    (entry_id,) = run_deployments(stack, "mag7-weekly-entry", ("mag7-weekly-entry", mag7_params))
+    (manage_id,) = run_deployments(
+        stack, "mag7-manage 12:45", ("mag7-manage", {**mag7_params, "at": "12:45"})
+    )
     report_id = None
     if report:
         report_params = {k: v for k, v in params.items() if k != "speed"}
@@ -314,7 +336,7 @@ def run_trading_day(stack: PrefectStack, tmp: Path, *, report: bool = True) -> N
     assert "'dte-mode' = 'development': exists, left unchanged" in out, out
 
     # 4. runs, artifacts and events through the API
-    for run_id in (scan_id, intraday_id, closeout_id, report_id):
+    for run_id in (scan_id, intraday_id, closeout_id, entry_id, manage_id, report_id):
         if run_id is None:
             continue
         run = api(stack, read_run, run_id)
@@ -327,6 +349,7 @@ def run_trading_day(stack: PrefectStack, tmp: Path, *, report: bool = True) -> N
         assert wall.state.message, "a skipped run says why"
 
     assert "market-open-candidates" in api(stack, run_artifact_keys, scan_id)
+    assert "mag7-scan" in api(stack, run_artifact_keys, entry_id)
     if report_id is not None:
         assert {"eod-report", "eod-summary"} <= api(stack, run_artifact_keys, report_id)
     for run_id in (scan_id, intraday_id):
@@ -340,6 +363,13 @@ def run_trading_day(stack: PrefectStack, tmp: Path, *, report: bool = True) -> N
         assert store.orders(day=DAY), "the seeded day placed no order"
         assert store.open_positions(SystemName.SMART0DTE) == []
         assert store.risk_events(day=DAY, kinds=["eod_flat"]), "close-out verified the book flat"
+        # Mag7 through the same worker and ledger: its rows are attributed to it
+        assert store.signals(day=DAY, system=SystemName.MAG7), "the Mag7 scan recorded signals"
+        assert store.pnl_marks(DAY, SystemName.MAG7), "the Mag7 runs marked their book"
+        assert all(
+            i.intent.system is SystemName.MAG7 for i in store.intents(system=SystemName.MAG7)
+        )
+        assert store.iv_history("AAPL"), "the 12:45 check (the day's last) stored the day's IV"
     finally:
         store.dispose()
     if report:

@@ -36,9 +36,18 @@ GUARDED = {
     "eod-closeout",
     "eod-report",
     "health-check",
+    "mag7-weekly-entry",
+    "mag7-manage",
 }
 # Deployments whose flow can place or cancel orders: one run at a time, extra runs cancelled.
-PLACES_ORDERS = {"market-open-scan", "smart0dte-intraday", "eod-closeout", "kill-switch"}
+PLACES_ORDERS = {
+    "market-open-scan",
+    "smart0dte-intraday",
+    "eod-closeout",
+    "kill-switch",
+    "mag7-weekly-entry",
+    "mag7-manage",
+}
 # Flows of the ARCHITECTURE table that exist in flows/ (others are added with their flow code).
 EXPECTED_DEPLOYMENTS = {
     "premarket-brief",
@@ -50,6 +59,9 @@ EXPECTED_DEPLOYMENTS = {
     "daily-backup",
     "health-check",
     "switch-mode",
+    "mag7-weekly-entry",
+    "mag7-manage",
+    "backtest",
 }
 # Deployments whose flow module is written in parallel: checked only once it exists.
 OPTIONAL_MODULES = {"daily-backup": ROOT / "flows" / "backup.py"}
@@ -98,6 +110,10 @@ def print_table(title: str, rows: list[tuple[str, datetime, str | None]]) -> Non
         print(f"{t:%a %Y-%m-%d %H:%M %Z}  {name:<20} {verdict:<6} {note}")
 
 
+def fired_times(rows: list[tuple[str, datetime, str | None]], name: str) -> list[str]:
+    return [f"{t:%a %m-%d %H:%M}" for n, t, _ in rows if n == name]
+
+
 def acting(rows: list[tuple[str, datetime, str | None]], name: str) -> list[str]:
     return [f"{t:%a %m-%d %H:%M}" for n, t, why in rows if n == name and why is None]
 
@@ -136,7 +152,7 @@ def test_schedules_when_thanksgiving_week_then_guard_acts_only_on_sessions_and_t
     assert health[-1] == "Fri 11-27 16:30"
 
     thursday = [(n, why) for n, t, why in rows if t.date() == date(2026, 11, 26) and n in GUARDED]
-    assert len(thursday) == 6 + 91
+    assert len(thursday) == 6 + 91 + 1 + 5  # + mag7-weekly-entry 10:00, five mag7-manage fires
     for name, why in thursday:
         assert why is not None, name
         assert why.startswith("market closed"), why
@@ -150,6 +166,31 @@ def test_schedules_when_thanksgiving_week_then_guard_acts_only_on_sessions_and_t
     assert friday_1545 is not None
     assert "12:45" in friday_1545
     assert "early close" in friday_1545
+
+    # Mag7: the weekly scan fires Thu and Fri at 10:00 and acts on Friday (Thursday is closed);
+    # the checks act at 10:00/12:00/14:00/15:30, on the early close at 10:00/12:00/12:45.
+    assert fired_times(rows, "mag7-weekly-entry") == ["Thu 11-26 10:00", "Fri 11-27 10:00"]
+    assert acting(rows, "mag7-weekly-entry") == ["Fri 11-27 10:00"]
+    full_days = ("Mon 11-23", "Tue 11-24", "Wed 11-25")
+    assert acting(rows, "mag7-manage") == [
+        *[f"{d} {hm}" for d in full_days for hm in ("10:00", "12:00", "14:00", "15:30")],
+        "Fri 11-27 10:00",
+        "Fri 11-27 12:00",
+        "Fri 11-27 12:45",
+    ]
+    friday_1530 = next(
+        why
+        for n, t, why in rows
+        if n == "mag7-manage" and t == datetime(2026, 11, 27, 15, 30, tzinfo=NY)
+    )
+    assert friday_1530 is not None
+    assert "12:45 today (early close)" in friday_1530
+    wednesday_1245 = next(
+        why
+        for n, t, why in rows
+        if n == "mag7-manage" and t == datetime(2026, 11, 25, 12, 45, tzinfo=NY)
+    )
+    assert wednesday_1245 is not None  # the 12:45 cron is for early closes only
 
 
 def test_schedules_when_christmas_week_then_closeout_acts_at_1245_on_christmas_eve():
@@ -165,6 +206,43 @@ def test_schedules_when_christmas_week_then_closeout_acts_at_1245_on_christmas_e
     assert acting(rows, "market-open-scan") == [
         f"{d} 09:35" for d in ("Mon 12-21", "Tue 12-22", "Wed 12-23", "Thu 12-24")
     ]
+    # Friday is Christmas: the Mag7 scan moves to Thursday, which closes early at 13:00
+    assert acting(rows, "mag7-weekly-entry") == ["Thu 12-24 10:00"]
+    friday = next(
+        why
+        for n, t, why in rows
+        if n == "mag7-weekly-entry" and t == datetime(2026, 12, 25, 10, 0, tzinfo=NY)
+    )
+    assert friday is not None
+    assert friday.startswith("market closed")
+    assert [a for a in acting(rows, "mag7-manage") if a.startswith("Thu")] == [
+        "Thu 12-24 10:00",
+        "Thu 12-24 12:00",
+        "Thu 12-24 12:45",
+    ]
+
+
+def test_schedules_when_good_friday_week_then_mag7_scan_acts_on_thursday_only():
+    # 2027-03-26 Good Friday: NYSE closed, not a federal holiday; Thursday is a full day.
+    rows = week_table(date(2027, 3, 22), date(2027, 3, 29))
+    print_table("Good Friday week 2027 (Fri closed)", rows)
+    assert fired_times(rows, "mag7-weekly-entry") == ["Thu 03-25 10:00", "Fri 03-26 10:00"]
+    assert acting(rows, "mag7-weekly-entry") == ["Thu 03-25 10:00"]
+    assert len(acting(rows, "mag7-manage")) == 4 * 4  # Mon-Thu, four checks each
+    assert not [a for a in acting(rows, "mag7-manage") if a.startswith("Fri")]
+
+
+def test_schedules_when_normal_week_then_mag7_scan_skips_thursday_naming_friday():
+    rows = week_table(date(2026, 11, 30), date(2026, 12, 7))
+    assert acting(rows, "mag7-weekly-entry") == ["Fri 12-04 10:00"]
+    thursday = next(
+        why for n, t, why in rows if n == "mag7-weekly-entry" and t.date() == date(2026, 12, 3)
+    )
+    assert thursday == (
+        "2026-12-03 (Thursday) is not the Mag7 entry day; next entry scan 2026-12-04 (Friday) 10:00"
+    )
+    assert len(acting(rows, "mag7-manage")) == 5 * 4
+    assert len(fired_times(rows, "mag7-manage")) == 5 * 5  # + the early-close-only 12:45
 
 
 def test_schedules_when_dst_ends_then_cron_keeps_new_york_wall_time():
@@ -185,7 +263,7 @@ def test_prefect_yaml_when_loaded_then_every_deployment_is_complete():
     assert set(deployments) == EXPECTED_DEPLOYMENTS
     for name, dep in deployments.items():
         assert dep["work_pool"]["name"] == POOL, name
-        assert dep["work_pool"]["work_queue_name"] in {"smart0dte", "ops"}, name
+        assert dep["work_pool"]["work_queue_name"] in {"smart0dte", "mag7", "ops"}, name
         assert dep["tags"], name
         assert ":" not in dep["entrypoint"], f"{name}: module path, not a file path"
         for sched in dep.get("schedules") or []:
@@ -199,6 +277,7 @@ def test_prefect_yaml_when_loaded_then_every_deployment_is_complete():
             assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     assert deployments["kill-switch"]["schedules"] == []
     assert deployments["switch-mode"]["schedules"] == []
+    assert deployments["backtest"]["schedules"] == []
 
 
 def test_prefect_yaml_when_loaded_then_code_comes_from_the_workers_checkout():
