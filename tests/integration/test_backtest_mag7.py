@@ -1,0 +1,57 @@
+"""``--system both`` on a Mag7 entry day: Mag7's checks and weekly scan interleaved with the
+Smart-0DTE minutes on one clock, one ledger, one account-wide risk gate; results per system."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from core.models import SystemName
+from tasks import backtest as backtest_module
+from tasks.backtest import BacktestParams, BacktestUnavailable, run_backtest
+
+FRIDAY = date(2026, 11, 13)  # a Mag7 entry day
+
+
+def test_backtest_when_both_systems_on_entry_day_then_mag7_scans_and_results_split_by_system(
+    tmp_path: Path,
+) -> None:
+    params = BacktestParams(
+        system="both",
+        start=FRIDAY,
+        end=FRIDAY,
+        seed=3,
+        smart_overrides={"loop_interval_seconds": 600},
+    )
+
+    result = run_backtest(params, out_dir=tmp_path, record_accesses=True)
+
+    (day,) = result.days
+    assert day.mag7_checks == 4  # 10:00, 12:00, 14:00, 15:30
+    assert day.flat is True  # Smart-0DTE's close-out; Mag7 positions may stay open
+    assert set(day.systems) == {"smart0dte", "mag7"}
+    assert {r.system for r in result.equity} == {"all", "smart0dte", "mag7"}
+    assert set(result.metrics["systems"]) == {"smart0dte", "mag7"}
+    mag7_rows = [t for t in result.trades if t.system == SystemName.MAG7.value]
+    assert mag7_rows  # the weekly scan entered (seed 3: two stopped out at 12:00)
+    assert all(t.signal_kind == "ensemble" for t in mag7_rows)
+    assert result.data_accesses["atm_iv_history"] > 0  # the IV history, never today's close early
+    account = next(r for r in result.equity if r.system == "all")
+    parts = [r for r in result.equity if r.system != "all"]
+    capital = params.capital
+    assert account.equity - capital == sum(r.equity - capital for r in parts)
+
+
+def test_backtest_when_mag7_missing_from_the_build_then_mag7_and_both_refused_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(backtest_module, "mag7_available", lambda: False)
+
+    for system in ("mag7", "both"):
+        with pytest.raises(BacktestUnavailable, match="not available in this build"):
+            BacktestParams(system=system, start=FRIDAY, end=FRIDAY)
+    assert BacktestParams(system="smart0dte", start=FRIDAY, end=FRIDAY).systems == (
+        SystemName.SMART0DTE,
+    )
