@@ -48,6 +48,7 @@ from core.models import (
     OrderIntent,
     Position,
     PositionStatus,
+    RiskDecision,
     RiskLimits,
     SignalKind,
     SystemName,
@@ -684,17 +685,6 @@ def entry_cutoff(rt: Runtime) -> datetime:
     return rt.session.entry_cutoff(rt.mag7.entry_cutoff, rt.mag7.entry_cutoff_before_close_minutes)
 
 
-def _decide(rt: Runtime, approval_id: int, decision: str, reason: str) -> str:
-    """Record a decision unless one was taken meanwhile; return the decision that stands."""
-    try:
-        return rt.store.update_approval(
-            approval_id, decision, "dte-trader", rt.clock.now().astimezone(NY), reason
-        ).decision
-    except ValueError:  # the approver answered first
-        rows = [a for a in rt.store.approvals() if a.id == approval_id]
-        return rows[0].decision if rows else decision
-
-
 def pending_approvals(rt: Runtime) -> list[str]:
     return [
         s.intent.client_order_id
@@ -705,67 +695,25 @@ def pending_approvals(rt: Runtime) -> list[str]:
 
 
 def process_approvals(rt: Runtime, closing: bool = False) -> list[ExecutionResult]:
-    """Act on decided Mag7 approvals (``trading.process_approvals`` with the Mag7 timeout,
-    30 min, and the Mag7 entry cut-off): approve -> risk re-check -> execute once;
-    reject/expired -> end. Pending past the timeout or the cut-off, or ``closing``: expired."""
-    now = rt.clock.now()
-    cutoff = entry_cutoff(rt)
-    results: list[ExecutionResult] = []
-    for stored in rt.store.intents(
-        day=rt.session.day, system=MAG7, statuses=(IntentStatus.AWAITING_APPROVAL,)
-    ):
-        intent = stored.intent
-        cid = intent.client_order_id
-        rows = rt.store.approvals(client_order_id=cid)
-        if not rows:
-            rt.store.set_intent_status(
-                cid, IntentStatus.DENIED, "no approval request found", at=now
-            )
-            continue
-        row = rows[-1]
-        decision = row.decision
-        if decision == "pending":
-            late = now - row.requested_at > rt.mag7_approval_timeout
-            if closing or late or now >= cutoff:
-                why = "scan ended" if closing else ("timed out" if late else "entry cut-off")
-                decision = _decide(rt, row.id, "expired", why)
-        if decision == "pending":
-            continue
-        if decision == "expired":
-            rt.store.set_intent_status(
-                cid, IntentStatus.EXPIRED, f"approval {row.tier} expired", at=now
-            )
-            rt.store.record_risk_event(
-                "approval_expired", "warning", f"{cid}: no decision in time", now, MAG7
-            )
-            continue
-        if decision == "reject":
-            text = f"approval rejected by {row.decided_by or 'approver'}: {row.reason}"
-            rt.store.set_intent_status(cid, IntentStatus.DENIED, text, at=now)
-            rt.store.record_risk_event("approval_rejected", "info", f"{cid}: {text}", now, MAG7)
-            continue
-        snap = risk_snapshot(rt, account_view(rt, now), exclude=cid)
-        check = check_intent(intent, snap, rt.limits)
-        if not check.approved or now >= cutoff:
-            reasons = check.reasons or ("approved after the entry cut-off",)
-            rt.store.set_intent_status(
-                cid, IntentStatus.DENIED, "approved, then " + "; ".join(reasons), at=now
-            )
-            rt.store.record_risk_event(
-                "intent_denied",
-                "info",
-                f"{intent.spread.describe()}: {'; '.join(reasons)}",
-                now,
-                MAG7,
-            )
-            continue
-        rt.store.set_intent_status(
-            cid, IntentStatus.PENDING, f"approved by {row.decided_by}", at=now
-        )
-        results.append(
-            execute_intent(intent, rt.broker, rt.store, rt.clock, rt.mag7.walk, SignalKind.ENSEMBLE)
-        )
-    return results
+    """Mag7's decided approvals (``trading.settle_approvals``) with the Mag7 timeout (30 min),
+    the Mag7 entry cut-off and the risk re-check as of the run's time."""
+
+    def recheck(intent: OrderIntent) -> RiskDecision:
+        now = rt.clock.now()
+        snap = risk_snapshot(rt, account_view(rt, now), exclude=intent.client_order_id)
+        return check_intent(intent, snap, rt.limits)
+
+    return trading.settle_approvals(
+        rt,
+        MAG7,
+        timeout=rt.mag7_approval_timeout,
+        cutoff=entry_cutoff(rt),
+        walk=rt.mag7.walk,
+        recheck=recheck,
+        kind_of=lambda _intent: SignalKind.ENSEMBLE,
+        closing=closing,
+        ended="scan ended",
+    )
 
 
 def await_approvals(rt: Runtime, poll: timedelta = timedelta(seconds=15)) -> list[ExecutionResult]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from adapters.advisor import EntryContext
@@ -26,12 +26,13 @@ from core.models import (
     OrderIntent,
     Position,
     PositionStatus,
+    RiskDecision,
     RiskLimits,
     SignalKind,
     SystemName,
     TradingState,
 )
-from core.orders import close_intent, open_intent
+from core.orders import WalkRules, close_intent, open_intent
 from core.risk import RiskSnapshot, StateChange, check_intent, evaluate_state, exposures, loss_level
 from core.sizing import confidence_factor
 from systems.smart0dte.signals import UnderlyingView
@@ -597,17 +598,48 @@ def _decide(rt: Runtime, approval_id: int, decision: str, who: str, reason: str)
 
 
 def process_approvals(rt: Runtime, closing: bool = False) -> list[ExecutionResult]:
-    """Act on decided approvals: approve -> risk re-check -> execute once; reject/expired -> end.
+    """Smart-0DTE's decided approvals (see ``settle_approvals``); its timeout (5 min), its entry
+    cut-off, its walk. Mag7 waits for its own approvals in its own run (``tasks.mag7``)."""
 
-    A pending approval past its timeout, after the entry cut-off, or at the end of the loop
-    (``closing``) expires here; the approval flow records its own timeout the same way.
+    def recheck(intent: OrderIntent) -> RiskDecision:
+        realized, unrealized = daily_pnl(rt, marks(rt, rt.store.open_positions(), None))
+        snap = risk_snapshot(rt, realized + unrealized, exclude=intent.client_order_id)
+        return check_intent(intent, snap, rt.limits)
+
+    return settle_approvals(
+        rt,
+        SMART,
+        timeout=rt.approval_timeout,
+        cutoff=rt.smart.cutoff(rt.session),
+        walk=rt.smart.walk,
+        recheck=recheck,
+        kind_of=lambda intent: signal_kind_of(rt, intent),
+        closing=closing,
+        ended="loop ended",
+    )
+
+
+def settle_approvals(
+    rt: Runtime,
+    system: SystemName,
+    *,
+    timeout: timedelta,
+    cutoff: datetime,
+    walk: WalkRules,
+    recheck: Callable[[OrderIntent], RiskDecision],
+    kind_of: Callable[[OrderIntent], SignalKind],
+    closing: bool,
+    ended: str,
+) -> list[ExecutionResult]:
+    """Act on ``system``'s decided approvals: approve -> every limit checked again -> execute once;
+    reject/expired -> recorded. A pending approval past ``timeout``, at or after ``cutoff``, or
+    when the caller is ``closing`` (``ended`` says why) expires here; the approval flow records its
+    own timeout the same way.
     """
     now = rt.clock.now()
-    cutoff = rt.smart.cutoff(rt.session)
     results: list[ExecutionResult] = []
-    # Smart-0DTE's own entries only: Mag7 waits for its approvals in its own run (30 min timeout)
     awaiting = rt.store.intents(
-        day=rt.session.day, system=SMART, statuses=(IntentStatus.AWAITING_APPROVAL,)
+        day=rt.session.day, system=system, statuses=(IntentStatus.AWAITING_APPROVAL,)
     )
     for stored in awaiting:
         intent = stored.intent
@@ -621,9 +653,9 @@ def process_approvals(rt: Runtime, closing: bool = False) -> list[ExecutionResul
         row = rows[-1]
         decision = row.decision
         if decision == "pending":
-            late = now - row.requested_at > rt.approval_timeout
+            late = now - row.requested_at > timeout
             if closing or late or now >= cutoff:
-                why = "loop ended" if closing else ("timed out" if late else "entry cut-off")
+                why = ended if closing else ("timed out" if late else "entry cut-off")
                 decision = _decide(rt, row.id, "expired", "dte-trader", why)
         if decision == "pending":
             continue
@@ -632,32 +664,33 @@ def process_approvals(rt: Runtime, closing: bool = False) -> list[ExecutionResul
                 cid, IntentStatus.EXPIRED, f"approval {row.tier} expired", at=now
             )
             rt.store.record_risk_event(
-                "approval_expired", "warning", f"{cid}: no decision in time", now, intent.system
+                "approval_expired", "warning", f"{cid}: no decision in time", now, system
             )
             continue
         if decision == "reject":
             text = f"approval rejected by {row.decided_by or 'approver'}: {row.reason}"
             rt.store.set_intent_status(cid, IntentStatus.DENIED, text, at=now)
-            rt.store.record_risk_event("approval_rejected", "info", f"{cid}: {text}", now)
+            rt.store.record_risk_event("approval_rejected", "info", f"{cid}: {text}", now, system)
             continue
         # approved: the world may have changed since the request, so check every limit again
-        realized, unrealized = daily_pnl(rt, marks(rt, rt.store.open_positions(), None))
-        snap = risk_snapshot(rt, realized + unrealized, exclude=cid)  # not itself
-        check = check_intent(intent, snap, rt.limits)
+        check = recheck(intent)
         if not check.approved or now >= cutoff:
             reasons = check.reasons or ("approved after the entry cut-off",)
             rt.store.set_intent_status(
                 cid, IntentStatus.DENIED, "approved, then " + "; ".join(reasons), at=now
             )
+            rt.store.record_risk_event(
+                "intent_denied",
+                "info",
+                f"{intent.spread.describe()}: {'; '.join(reasons)}",
+                now,
+                system,
+            )
             continue
         rt.store.set_intent_status(
             cid, IntentStatus.PENDING, f"approved by {row.decided_by}", at=now
         )
-        results.append(
-            execute_intent(
-                intent, rt.broker, rt.store, rt.clock, rt.smart.walk, signal_kind_of(rt, intent)
-            )
-        )
+        results.append(execute_intent(intent, rt.broker, rt.store, rt.clock, walk, kind_of(intent)))
     return results
 
 
