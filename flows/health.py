@@ -26,9 +26,13 @@ def health_check(
     work_pool: str = "dte-process",
     check_worker: bool = True,
     guard: bool = True,
+    at: datetime | None = None,
 ) -> dict[str, Any] | State:
-    """Probe everything now; with ``guard`` (scheduled runs) only on trading days 09:00-16:30."""
-    now = datetime.now(tz=NY)
+    """Probe everything now; with ``guard`` (scheduled runs) only on trading days 09:00-16:30.
+
+    ``at`` judges the probes as of another time (drills, tests); default: the wall clock.
+    """
+    now = at.astimezone(NY) if at is not None else datetime.now(tz=NY)
     if guard and (why := window_reason("health-check", now)) is not None:
         return Completed(name="Skipped", message=why)
     today = now.date()

@@ -6,10 +6,12 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from core.calendar import NY
 
 pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
 
@@ -146,7 +148,13 @@ def test_health_check_when_no_worker_pool_then_unhealthy_event_and_alert(receive
 def test_health_check_when_worker_not_checked_then_healthy(tmp_path):
     from flows.health import health_check
 
-    out = health_check(db_url=f"sqlite:///{tmp_path / 'dte.db'}", check_worker=False, guard=False)
+    # after the close (16:45): the loop probe has nothing to check, whatever the wall time is
+    out = health_check(
+        db_url=f"sqlite:///{tmp_path / 'dte.db'}",
+        check_worker=False,
+        guard=False,
+        at=datetime(2026, 11, 24, 16, 45, tzinfo=NY),
+    )
     assert out["healthy"], out
     assert {p["probe"] for p in out["probes"]} == {
         "database",

@@ -90,6 +90,7 @@ def populate(store: TradeStore) -> None:
     store.record_mode_change(
         T0, TradingMode.DEVELOPMENT, TradingMode.TESTING, "ops", "paper run", True, "applied"
     )
+    store.record_iv("AAPL", T0.date(), 0.27, "simulator", T0)
 
 
 @pytest.fixture
