@@ -736,66 +736,13 @@ def await_approvals(rt: Runtime, poll: timedelta = timedelta(seconds=15)) -> lis
 
 
 def recover(rt: Runtime) -> list[ExecutionResult]:
-    """``trading.recover`` for Mag7's own intents only: the Smart-0DTE loop runs while the Mag7
-    checks do, and resuming one of its in-flight orders here would walk it twice."""
-    results: list[ExecutionResult] = []
-    now = rt.clock.now()
-    cutoff = entry_cutoff(rt)
-    for stored in rt.store.intents(
-        system=MAG7, statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)
-    ):
-        intent = stored.intent
-        at_broker = rt.broker.find(intent.client_order_id)
-        stale = intent.created_at.astimezone(NY).date() != rt.session.day or (
-            intent.action is IntentAction.OPEN and now >= cutoff
-        )
-        if at_broker is None and stale:
-            rt.store.set_intent_status(
-                intent.client_order_id,
-                IntentStatus.CANCELLED,
-                "never reached the broker; stale after restart",
-                at=now,
-            )
-            rt.store.record_risk_event(
-                "recovery", "warning", f"{intent.client_order_id} dropped: stale", now, MAG7
-            )
-            continue
-        rt.store.record_risk_event(
-            "recovery",
-            "warning",
-            f"resuming {intent.client_order_id} ({stored.status.value}, "
-            f"{'at broker' if at_broker else 'not at broker'})",
-            now,
-            MAG7,
-        )
-        kind = trading.signal_kind_of(rt, intent)
-        results.append(execute_intent(intent, rt.broker, rt.store, rt.clock, rt.mag7.walk, kind))
-    return results
+    """``trading.recover`` of Mag7's own intents, with its entry cut-off and walk."""
+    return trading.recover(rt, MAG7, entry_cutoff(rt), rt.mag7.walk)
 
 
 def reconcile(rt: Runtime) -> list[str]:
-    """``trading.reconcile`` restricted to the Mag7 underlyings (the two universes are disjoint):
-    a Smart-0DTE order filling at this moment is not a mismatch of ours."""
-    names = set(rt.mag7.underlyings)
-    expected: dict[str, int] = {}
-    for pos in rt.store.open_positions(MAG7):
-        for leg in pos.spread.legs:
-            sym = leg.contract.symbol
-            expected[sym] = expected.get(sym, 0) + leg.side.sign * leg.ratio * pos.quantity
-    actual = {
-        bp.contract.symbol: bp.quantity
-        for bp in rt.broker.positions()
-        if bp.contract.underlying in names
-    }
-    problems = []
-    for sym in sorted(set(expected) | set(actual)):
-        want, have = expected.get(sym, 0), actual.get(sym, 0)
-        if want != have:
-            problems.append(f"{sym}: ledger {want:+d}, broker {have:+d}")
-    now = rt.clock.now()
-    for text in problems:
-        rt.store.record_risk_event("reconciliation_mismatch", "critical", text, now, MAG7)
-    return problems
+    """``trading.reconcile`` over the Mag7 universe."""
+    return trading.reconcile(rt, MAG7)
 
 
 # --------------------------------------------------------------------------- management

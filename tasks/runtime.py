@@ -126,7 +126,9 @@ def build_runtime(
             mode=mode,
             session=sess,
             clock=clock,
-            market=CachedMarketData(market, cache) if blocks is not None else market,
+            # shared cache in front of the feed on the wall clock only: a simulated run asks for
+            # every instant once, so caching its chains would only add encoding to each minute
+            market=market if simulated else CachedMarketData(market, cache),
             broker=broker,
             store=store,
             cache=cache,

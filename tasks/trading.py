@@ -27,7 +27,6 @@ from core.models import (
     Position,
     PositionStatus,
     RiskDecision,
-    RiskLimits,
     SignalKind,
     SystemName,
     TradingState,
@@ -503,16 +502,26 @@ def signal_kind_of(rt: Runtime, intent: OrderIntent) -> SignalKind:
     return SignalKind.MOMENTUM if intent.system is SMART else SignalKind.ENSEMBLE
 
 
-def recover(rt: Runtime, limits: RiskLimits | None = None) -> list[ExecutionResult]:
-    """Resume every non-terminal intent: adopt what the broker has, submit what it never got.
+def recover(
+    rt: Runtime,
+    system: SystemName = SMART,
+    cutoff: datetime | None = None,
+    walk: WalkRules | None = None,
+) -> list[ExecutionResult]:
+    """Resume ``system``'s non-terminal intents: adopt what the broker has, submit what it never
+    got. Each system recovers its own (the other may be walking its orders at this moment).
 
     An intent persisted but never submitted (crash between persist and submit) is submitted now,
-    once, if the market is still open for it; otherwise it is cancelled with a reason.
+    once, if the market is still open for it (entries: before ``cutoff``, default Smart-0DTE's);
+    otherwise it is cancelled with a reason.
     """
     results = []
     now = rt.clock.now()
-    cutoff = rt.smart.cutoff(rt.session)
-    for stored in rt.store.intents(statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)):
+    cutoff = cutoff if cutoff is not None else rt.smart.cutoff(rt.session)
+    walk = walk if walk is not None else rt.smart.walk
+    for stored in rt.store.intents(
+        system=system, statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)
+    ):
         intent = stored.intent
         at_broker = rt.broker.find(intent.client_order_id)
         stale = intent.created_at.astimezone(NY).date() != rt.session.day or (
@@ -530,7 +539,7 @@ def recover(rt: Runtime, limits: RiskLimits | None = None) -> list[ExecutionResu
                 "warning",
                 f"{intent.client_order_id} dropped: stale after restart",
                 now,
-                intent.system,
+                system,
             )
             continue
         rt.store.record_risk_event(
@@ -539,24 +548,34 @@ def recover(rt: Runtime, limits: RiskLimits | None = None) -> list[ExecutionResu
             f"resuming {intent.client_order_id} ({stored.status.value}, "
             f"{'at broker' if at_broker else 'not at broker'})",
             now,
-            intent.system,
+            system,
         )
         results.append(
-            execute_intent(
-                intent, rt.broker, rt.store, rt.clock, rt.smart.walk, signal_kind_of(rt, intent)
-            )
+            execute_intent(intent, rt.broker, rt.store, rt.clock, walk, signal_kind_of(rt, intent))
         )
     return results
 
 
-def reconcile(rt: Runtime) -> list[str]:
-    """Compare broker positions with the ledger, contract by contract; mismatches are risk events."""
+def owner(rt: Runtime, underlying: str) -> SystemName:
+    """The system whose universe ``underlying`` is in: Mag7's names, else Smart-0DTE (which
+    therefore also answers for anything at the broker that neither system trades)."""
+    return SystemName.MAG7 if underlying in rt.mag7.underlyings else SMART
+
+
+def reconcile(rt: Runtime, system: SystemName = SMART) -> list[str]:
+    """Compare the broker's positions with ``system``'s ledger positions, contract by contract,
+    over that system's universe (``owner``); mismatches are risk events. One system's order
+    filling at this moment is never a mismatch of the other's."""
     expected: dict[str, int] = {}
-    for pos in rt.store.open_positions():
+    for pos in rt.store.open_positions(system):
         for leg in pos.spread.legs:
             sym = leg.contract.symbol
             expected[sym] = expected.get(sym, 0) + leg.side.sign * leg.ratio * pos.quantity
-    actual = {bp.contract.symbol: bp.quantity for bp in rt.broker.positions()}
+    actual = {
+        bp.contract.symbol: bp.quantity
+        for bp in rt.broker.positions()
+        if owner(rt, bp.contract.underlying) is system
+    }
     problems = []
     for sym in sorted(set(expected) | set(actual)):
         want, have = expected.get(sym, 0), actual.get(sym, 0)
@@ -564,7 +583,7 @@ def reconcile(rt: Runtime) -> list[str]:
             problems.append(f"{sym}: ledger {want:+d}, broker {have:+d}")
     now = rt.clock.now()
     for text in problems:
-        rt.store.record_risk_event("reconciliation_mismatch", "critical", text, now)
+        rt.store.record_risk_event("reconciliation_mismatch", "critical", text, now, system)
     return problems
 
 

@@ -603,3 +603,25 @@ def test_observe_when_quotes_faulty_then_rows_skipped_with_reasons_and_never_sel
                 assert bool(analysis.liquid[i])
                 assert float(snap.bid[i]) > 0
     assert selected > 0
+
+
+def test_recover_when_other_system_in_flight_then_each_resumes_only_its_own(
+    rt: Runtime, db_url: str
+) -> None:
+    """A Mag7 order the broker holds but the ledger has not settled yet is not resumed by the
+    Smart-0DTE recovery (its walk and cut-off are not Mag7's); the Mag7 recovery adopts it once."""
+    from tasks import mag7
+
+    spread = call_debit(chain_now(rt))
+    q = quote_of(rt, spread)
+    theirs = open_intent(SystemName.MAG7, "mag7-sig", spread, 2, q, rt.clock.now(), "mag7 entry")
+    assert rt.store.save_intent(theirs)
+    rt.broker.submit(theirs)  # marketable or not: the broker holds it, the ledger is behind
+
+    assert recover(rt) == []
+    stored = rt.store.intent_by_client_id(theirs.client_order_id)
+    assert stored is not None and stored.status is IntentStatus.PENDING
+
+    (result,) = mag7.recover(rt)
+    assert result.placed is False  # adopted, never sent again
+    assert paper_counts(db_url)[0] == 1
