@@ -17,7 +17,9 @@ import numpy.typing as npt
 
 from core.marketdata import BoolArray, ChainSnapshot, FloatArray
 from core.models import OptionContract, Right, Side, Spread, to_cents
-from core.pricing import IVStatus, bs_delta, implied_vol, year_fraction
+from core.pricing import Int8Array, IVStatus, implied_vol_delta, year_fraction
+
+_IV_STATUS_NAMES = {int(s): s.name for s in IVStatus}
 
 
 class ChainError(ValueError):
@@ -36,26 +38,58 @@ class LiquidityRules:
 
 def quote_problems(snapshot: ChainSnapshot) -> list[str]:
     """Per row: "" for a sane two-sided quote, else the reason the row must be skipped."""
-    return [
-        quote_problem(bid, ask)
-        for bid, ask in zip(snapshot.bid.tolist(), snapshot.ask.tolist(), strict=True)
-    ]
+    problems, _ = _quote_problems(snapshot.bid, snapshot.ask)
+    return problems
+
+
+def _sane_quotes(bid: FloatArray, ask: FloatArray) -> BoolArray:
+    """Rows where :func:`quote_problem` is "" (vectorised: a Python call per row would dominate a
+    chain scan)."""
+    with np.errstate(invalid="ignore"):
+        sane: BoolArray = (
+            np.isfinite(bid) & np.isfinite(ask) & (bid >= 0) & (ask > 0) & (bid <= ask)
+        )
+    return sane
+
+
+def _quote_problems(bid: FloatArray, ask: FloatArray) -> tuple[list[str], BoolArray]:
+    """:func:`quote_problem` per row (only the bad rows are formatted), and the sane-row mask."""
+    sane = _sane_quotes(bid, ask)
+    problems = [""] * bid.shape[0]
+    bad = np.flatnonzero(~sane).tolist()
+    for i, b, a in zip(bad, bid[bad].tolist(), ask[bad].tolist(), strict=True):
+        problems[i] = quote_problem(b, a)
+    return problems, sane
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ChainAnalysis:
+    """IV, delta and flags per row of ``snapshot`` (see :func:`analyze_chain`).
+
+    ``valid``: rows with a sane quote and a solved implied vol; ``status``: the
+    :class:`~core.pricing.IVStatus` of each row's mid (``INVALID_INPUT`` for a bad quote).
+    """
+
     snapshot: ChainSnapshot
     t: float
     iv: FloatArray
     delta: FloatArray
-    problems: tuple[str, ...]
     liquid: BoolArray
+    valid: BoolArray
+    status: Int8Array
 
     @property
-    def valid(self) -> BoolArray:
-        """Rows with a sane quote and a solved implied vol."""
-        ok: BoolArray = np.array([p == "" for p in self.problems], dtype=np.bool_)
-        return ok
+    def problems(self) -> tuple[str, ...]:
+        """Per row: "" if valid, else why the row is skipped (a bad quote, or no implied vol).
+
+        Formatted on each access (only logging and reports need the text, not the scan)."""
+        snap = self.snapshot
+        problems, sane = _quote_problems(snap.bid, snap.ask)
+        unsolved = np.flatnonzero(sane & ~self.valid).tolist()
+        mids = snap.mid[unsolved].tolist()
+        for i, m, code in zip(unsolved, mids, self.status[unsolved].tolist(), strict=True):
+            problems[i] = f"no implied vol for mid {m:.4f}: {_IV_STATUS_NAMES[code]}"
+        return tuple(problems)
 
     def skipped(self) -> list[tuple[str, str]]:
         return [
@@ -120,36 +154,14 @@ def analyze_chain(
 ) -> ChainAnalysis:
     """Implied vol and delta from mids for every sane row; liquidity flags per STRATEGIES.md."""
     t = year_fraction(snapshot.at, expiry_close)
-    problems = quote_problems(snapshot)
-    sane: BoolArray = np.array([p == "" for p in problems], dtype=np.bool_)
+    sane = _sane_quotes(snapshot.bid, snapshot.ask)
     mid = np.where(sane, snapshot.mid, np.nan)
-    solved = implied_vol(
-        np.where(sane, mid, 0.0),
-        snapshot.spot,
-        snapshot.strikes,
-        t,
-        snapshot.is_call,
-        rate,
-        dividend_yield,
+    # NaN mids (bad quotes) come back INVALID_INPUT with NaN iv and delta; delta is bs_delta at
+    # the solved vol, computed in the same pass.
+    solved = implied_vol_delta(
+        mid, snapshot.spot, snapshot.strikes, t, snapshot.is_call, rate, dividend_yield
     )
-    status_ok = solved.status == IVStatus.OK
-    for i in np.nonzero(sane & ~status_ok)[0].tolist():
-        problems[i] = f"no implied vol for mid {mid[i]:.4f}: {IVStatus(int(solved.status[i])).name}"
-    ok = sane & status_ok
-    iv = np.where(ok, solved.iv, np.nan)
-    delta = np.where(
-        ok,
-        bs_delta(
-            snapshot.spot,
-            snapshot.strikes,
-            t,
-            np.where(ok, iv, 0.2),
-            snapshot.is_call,
-            rate,
-            dividend_yield,
-        ),
-        np.nan,
-    )
+    ok: BoolArray = solved.status == IVStatus.OK
     spread = snapshot.ask - snapshot.bid
     max_spread = np.maximum(rules.max_spread_abs, rules.max_spread_frac * mid)
     oi = snapshot.open_interest
@@ -160,10 +172,11 @@ def analyze_chain(
     return ChainAnalysis(
         snapshot=snapshot,
         t=t,
-        iv=iv,
-        delta=delta,
-        problems=tuple(problems),
+        iv=solved.iv,
+        delta=solved.delta,
         liquid=liquid,
+        valid=ok,
+        status=solved.status,
     )
 
 

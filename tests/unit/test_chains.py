@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from core.calendar import NY
-from core.chains import ChainError, LiquidityRules, analyze_chain, combo_quote, quote_problems
+from core.chains import (
+    ChainError,
+    LiquidityRules,
+    analyze_chain,
+    combo_quote,
+    quote_problem,
+    quote_problems,
+)
 from core.models import Right
 from core.pricing import ExpiredContractError
 from core.spreads import bull_call_debit, iron_condor
@@ -21,6 +28,24 @@ def test_quote_problems_when_nan_zero_negative_crossed_then_each_named():
     assert "zero ask" in quote_problems(snap2)[1]
     assert "negative" in quote_problems(snap3)[2]
     assert "crossed" in quote_problems(snap4)[3]
+
+
+def test_quote_problems_when_vectorised_then_same_as_quote_problem_per_row():
+    bids = [np.nan, 1.0, -0.5, 2.0, 0.0, 0.0, 1.0, np.inf, 1.0, -1.0]
+    asks = [1.0, np.nan, 1.0, 1.0, 0.0, 0.5, 1.0, 2.0, -np.inf, 0.0]
+    snap = make_chain(bid=(slice(0, len(bids)), bids), ask=(slice(0, len(asks)), asks))
+    per_row = zip(snap.bid.tolist(), snap.ask.tolist(), strict=True)
+    assert quote_problems(snap) == [quote_problem(b, a) for b, a in per_row]
+    assert sum(p != "" for p in quote_problems(snap)) == 8
+
+
+def test_analyze_chain_when_mid_under_intrinsic_then_problem_names_status_and_row_invalid():
+    deep_itm_call = 0  # the 570 call with spot 590: a sane quote far under intrinsic
+    snap = make_chain(bid=(deep_itm_call, 0.01), ask=(deep_itm_call, 0.03))
+    an = analyze_chain(snap, CLOSE, LiquidityRules())
+    assert an.problems[deep_itm_call] == "no implied vol for mid 0.0200: BELOW_INTRINSIC"
+    assert not an.valid[deep_itm_call] and np.isnan(an.iv[deep_itm_call])
+    assert np.array_equal(an.valid, np.array([p == "" for p in an.problems]))
 
 
 def test_analyze_chain_when_bad_quotes_then_rows_skipped_with_reason_and_never_selected():

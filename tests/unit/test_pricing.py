@@ -20,6 +20,7 @@ from core.pricing import (
     bs_price,
     erfc,
     implied_vol,
+    implied_vol_delta,
     norm_cdf,
     theta_per_day,
     vega_per_point,
@@ -455,6 +456,23 @@ def test_implied_vol_when_market_like_chain_then_all_quotes_solve():
     assert np.all(res.status == IVStatus.OK)
     repriced = bs_price(spot, strike, t, res.iv, is_call, 0.05)
     assert np.all(np.abs(repriced - mid) <= 1e-9 * spot)
+
+
+def test_implied_vol_delta_when_compared_with_two_calls_then_bit_identical():
+    g = random_grid(5_000, seed=11)
+    strike = g["spot"] * g["moneyness"]
+    args = (g["spot"], strike, g["t"])
+    price = bs_price(*args, g["vol"], g["is_call"], g["r"], g["q"])
+    price[::97] = np.nan  # invalid rows: NaN iv and delta
+    price[1::89] = 0.5 * price[1::89] - 1.0  # some below intrinsic or negative
+    both = implied_vol_delta(price, *args, g["is_call"], g["r"], g["q"])
+    alone = implied_vol(price, *args, g["is_call"], g["r"], g["q"])
+    assert np.array_equal(both.status, alone.status)
+    assert np.array_equal(both.iv, alone.iv, equal_nan=True)
+    ok = alone.status == IVStatus.OK
+    assert 0 < ok.sum() < ok.size
+    delta = bs_delta(*args, np.where(ok, alone.iv, 0.2), g["is_call"], g["r"], g["q"])
+    assert np.array_equal(both.delta, np.where(ok, delta, np.nan), equal_nan=True)
 
 
 # ------------------------------------------------------------------ time to expiry
