@@ -47,9 +47,10 @@ from sqlalchemy import (
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
@@ -285,12 +286,16 @@ class IntentRecord(Base):
     worst_price: Mapped[Decimal] = mapped_column(Money)
     max_loss: Mapped[Decimal] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
-    position_id: Mapped[str | None] = mapped_column(String(128))
+    position_id: Mapped[str | None] = mapped_column(String(128), index=True)  # index: 0004
     reason: Mapped[str] = mapped_column(Text)
     status: Mapped[IntentStatus] = mapped_column(EnumText(IntentStatus, 16), index=True)
     status_reason: Mapped[str] = mapped_column(Text)
     broker_order_id: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # the run executing the intent and until when (wall clock): one run works an order at a time
+    # (migration 0004; see ``claim_intent``)
+    claimed_by: Mapped[str | None] = mapped_column(String(160))
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class OrderRecord(Base):
@@ -464,6 +469,19 @@ class IvHistoryRecord(Base):
     atm_iv: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(32))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PositionMarkRecord(Base):
+    """An opened position's net mid at a session's close (migration 0004): the baseline from
+    which the next session's P&L of a carried (Mag7-7DTE) position is measured. One row per
+    (position, day); a later mark of the same day replaces an earlier one."""
+
+    __tablename__ = "position_marks"
+
+    position_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    value: Mapped[Decimal] = mapped_column(Money)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ModeChangeRecord(Base):
@@ -845,6 +863,63 @@ class TradeStore:
             row = session.get(IntentRecord, client_order_id)
             return None if row is None else self._stored_intent(row)
 
+    def claim_intent(
+        self, client_order_id: str, owner: str, now: datetime, until: datetime
+    ) -> str | None:
+        """Take (or extend) the right to work the intent's order until ``until``.
+
+        Succeeds (returns None) when nobody holds it, ``owner`` already does, or the holder's
+        claim ran out before ``now``; otherwise returns the holder and changes nothing. One
+        conditional UPDATE: two runs racing for an intent cannot both win. Unknown id -> KeyError.
+        """
+        require_aware(now, "now")
+        require_aware(until, "until")
+        free = (
+            IntentRecord.claimed_by.is_(None)
+            | (IntentRecord.claimed_by == owner)
+            | (IntentRecord.claimed_until < now)
+        )
+        return self._claim(client_order_id, owner, until, free)
+
+    def take_over_intent(
+        self, client_order_id: str, owner: str, holder: str, until: datetime
+    ) -> str | None:
+        """Take the intent from ``holder`` (known to be gone, e.g. a dead process) if it still
+        holds it; returns None on success, else the current holder."""
+        require_aware(until, "until")
+        return self._claim(client_order_id, owner, until, IntentRecord.claimed_by == holder)
+
+    def _claim(
+        self, client_order_id: str, owner: str, until: datetime, free: ColumnElement[bool]
+    ) -> str | None:
+        with self._write() as session:
+            result = session.execute(
+                update(IntentRecord)
+                .where(IntentRecord.client_order_id == client_order_id)
+                .where(free)
+                .values(claimed_by=owner, claimed_until=until)
+            )
+            if cast(CursorResult[Any], result).rowcount == 1:
+                return None
+            holder = session.scalar(
+                select(IntentRecord.claimed_by).where(
+                    IntentRecord.client_order_id == client_order_id
+                )
+            )
+            if holder is None and not session.get(IntentRecord, client_order_id):
+                raise KeyError(f"unknown intent {client_order_id!r}")
+            return holder or ""
+
+    def release_intent(self, client_order_id: str, owner: str) -> None:
+        """Give the intent up if ``owner`` holds it (no-op otherwise)."""
+        with self._write() as session:
+            session.execute(
+                update(IntentRecord)
+                .where(IntentRecord.client_order_id == client_order_id)
+                .where(IntentRecord.claimed_by == owner)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
     def set_intent_status(
         self,
         client_order_id: str,
@@ -869,6 +944,16 @@ class TradeStore:
             if broker_order_id is not None:
                 row.broker_order_id = broker_order_id
             row.updated_at = stamp
+
+    def position_intents(self, position_id: str) -> list[StoredIntent]:
+        """Every intent that closes (part of) ``position_id``, any day, oldest first."""
+        stmt = (
+            select(IntentRecord)
+            .where(IntentRecord.position_id == position_id)
+            .order_by(IntentRecord.created_at, IntentRecord.client_order_id)
+        )
+        with self._read() as session:
+            return [self._stored_intent(row) for row in session.scalars(stmt)]
 
     def intents(
         self,
@@ -1302,6 +1387,45 @@ class TradeStore:
                     },
                 )
         return added
+
+    # -- close marks (carried positions' daily P&L baseline) ---------------------------------
+
+    def record_position_marks(self, day: date, at: datetime, marks: Mapping[str, Decimal]) -> int:
+        """Store each opened position's net mid of ``day`` (position id -> value), replacing a
+        mark of the same day taken at or before ``at``; returns the number written."""
+        require_aware(at, "at")
+        if not marks:
+            return 0
+        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
+        written = 0
+        with self._write() as session:
+            for position_id, value in marks.items():
+                stmt = insert(PositionMarkRecord).values(
+                    position_id=position_id, day=day, value=_money(value), at=at
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[PositionMarkRecord.position_id, PositionMarkRecord.day],
+                    set_={"value": stmt.excluded.value, "at": stmt.excluded.at},
+                    where=PositionMarkRecord.at <= stmt.excluded.at,
+                )
+                session.execute(stmt)
+                written += 1
+        return written
+
+    def baseline_marks(self, position_ids: Iterable[str], day: date) -> dict[str, Decimal]:
+        """The latest recorded mark before session ``day`` of each position (id -> value);
+        positions never marked before ``day`` are left out."""
+        wanted = sorted(set(position_ids))
+        if not wanted:
+            return {}
+        stmt = (
+            select(PositionMarkRecord)
+            .where(PositionMarkRecord.position_id.in_(wanted))
+            .where(PositionMarkRecord.day < day)
+            .order_by(PositionMarkRecord.day, PositionMarkRecord.at)
+        )
+        with self._read() as session:
+            return {row.position_id: row.value for row in session.scalars(stmt)}
 
     def iv_history(
         self, symbol: str, before: date | None = None, limit: int | None = None

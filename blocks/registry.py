@@ -43,9 +43,11 @@ Environment variables: ``DTE_<MODE>_<SECTION>_<FIELD>`` in upper case, ``<MODE>`
     DTE_TESTING_TRADING_APPROVAL_TIMEOUT_0DTE_S
     DTE_TESTING_TRADING_APPROVAL_TIMEOUT_MAG7_S
     DTE_TESTING_TRADING_SMART0DTE_OVERRIDES  (a JSON object, e.g. {"confidence_threshold": 0.7})
+    DTE_TESTING_TRADING_MAG7_OVERRIDES       (a JSON object, e.g. {"target_dte": 8})
 
 Any other ``DTE_<MODE>_...`` variable is refused as unknown. TOML: tables ``[<mode>.<section>]``
-with the same field names in lower case, and ``[<mode>.trading.smart0dte_overrides]``.
+with the same field names in lower case, and ``[<mode>.trading.smart0dte_overrides]`` /
+``[<mode>.trading.mag7_overrides]``.
 
 Active mode
 -----------
@@ -149,7 +151,7 @@ def read_env(mode: TradingMode | str, environ: Mapping[str, str]) -> dict[str, d
         if not raw.strip():
             continue
         value: Any = raw
-        if section == "trading" and name == "smart0dte_overrides":
+        if section == "trading" and name in ("smart0dte_overrides", "mag7_overrides"):
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError:

@@ -606,6 +606,7 @@ class Backtest:
         fill_system = {s.intent.client_order_id: s.intent.system for s in self.store.intents()}
         total_realized = Decimal("0")
         total_unrealized = Decimal("0")
+        close_marks: dict[str, Decimal] = {}
         for system in self.systems:
             closed_today = [
                 p
@@ -620,6 +621,7 @@ class Backtest:
                 if pos.system is system and pos.status is PositionStatus.OPEN:
                     value = self._mark(pos, mark_at)
                     if value is not None:
+                        close_marks[pos.position_id] = value
                         unrealized += pos.unrealized(value) - pos.entry_commission
                     else:  # at cost: only the entry commission is lost so far
                         unrealized -= pos.entry_commission
@@ -631,6 +633,8 @@ class Backtest:
             systems[system.value] = SystemDay(realized, unrealized, commissions, len(closed_today))
             total_realized += realized
             total_unrealized += unrealized
+        # the next session's daily-loss baseline of every position carried overnight
+        self.store.record_position_marks(day, mark_at, close_marks)
         realized_to_date = sum(
             (p.realized() for p in positions if p.status is PositionStatus.CLOSED), Decimal("0")
         )

@@ -39,7 +39,7 @@ from adapters.advisor import EntryContext
 from adapters.ports import MarketDataError
 from core.approvals import TierAssessment, classify
 from core.calendar import NY, previous_trading_day, session
-from core.chains import ChainError, analyze_chain, combo_quote
+from core.chains import ChainError, analyze_chain
 from core.exits import ExitReason, pnl_fraction
 from core.marketdata import Bars, ChainSnapshot
 from core.models import (
@@ -56,7 +56,8 @@ from core.models import (
     TradingState,
     client_order_id,
 )
-from core.orders import close_intent, open_intent
+from core.orders import open_intent
+from core.pnl import DayPnl
 from core.pricing import ExpiredContractError, year_fraction
 from core.risk import RiskSnapshot, StateChange, check_intent, evaluate_state, exposures, loss_level
 from systems.mag7.config import DEFAULT as MAG7_DEFAULT
@@ -765,46 +766,6 @@ def _close_reason(decision: Mag7ExitDecision) -> str:
     return text
 
 
-def close_position(
-    rt: Runtime,
-    pos: Position,
-    quantity: int,
-    reason: str,
-    marketable: bool,
-    tiers_after: int | None,
-) -> ExecutionResult:
-    """One close of ``quantity`` of a Mag7 position through the order path. Each attempt has its
-    own client order id (the position's close intents are counted over every day: a tier taken
-    on Monday and another on Tuesday are two different orders)."""
-    attempts = [
-        i for i in rt.store.intents(system=pos.system) if i.intent.position_id == pos.position_id
-    ]
-    now = rt.clock.now()
-    key = (pos.spread.underlying, pos.spread.expiry)
-    quote = combo_quote({key: rt.market.chain(key[0], key[1], now)}, pos.spread)
-    intent = close_intent(
-        pos.system,
-        pos.position_id,
-        pos.spread,
-        quantity,
-        quote,
-        now,
-        reason,
-        marketable,
-        rt.mag7.walk,
-        attempt=len(attempts),
-    )
-    return execute_intent(
-        intent,
-        rt.broker,
-        rt.store,
-        rt.clock,
-        rt.mag7.walk,
-        pos.signal_kind,
-        tiers_after=tiers_after,
-    )
-
-
 def update_peaks(
     rt: Runtime, positions: Iterable[Position], marks: Mapping[str, Decimal]
 ) -> dict[str, Decimal]:
@@ -833,8 +794,8 @@ def _exit(
     for _ in range(tries):
         quantity = min(decision.quantity, current.quantity)
         try:
-            result = close_position(
-                rt, current, quantity, _close_reason(decision), marketable, tiers
+            result = trading.close_position(
+                rt, current, quantity, _close_reason(decision), marketable, rt.mag7.walk, tiers
             )
         except (MarketDataError, ChainError) as exc:
             rt.store.record_risk_event(
@@ -845,6 +806,8 @@ def _exit(
                 MAG7,
             )
             out.failed.append((pos.position_id, str(exc)))
+            return
+        if result is None:  # closed meanwhile by another run (the loop's flatten)
             return
         out.results.append(result)
         if result.status is IntentStatus.FILLED:
@@ -874,6 +837,8 @@ def manage(rt: Runtime, now: datetime) -> ManageOutcome:
     if not positions:
         return ManageOutcome(now, {}, {}, [], [])
     current = trading.marks(rt, positions, None)
+    # the latest check's marks are the next session's P&L baseline if no close mark follows
+    rt.store.record_position_marks(day, now, current)
     peaks = update_peaks(rt, positions, current)
     calendar = earnings_calendar(rt, day - EARNINGS_LOOKBACK, day + timedelta(days=cfg.max_dte + 7))
     out = ManageOutcome(now, current, peaks, [], [])
@@ -900,10 +865,17 @@ class AccountView:
     at: datetime
     rows: tuple[Position, ...]  # open at ``at`` (a partly closed position: parent + partials)
     marks: Mapping[str, Decimal]  # position_id -> net mid at ``at``
-    realized: Decimal  # today up to ``at``, both systems, after commissions
-    unrealized: Decimal  # of ``rows`` at ``marks``, after entry commissions
+    by_system: Mapping[SystemName, DayPnl]  # today's P&L up to ``at`` (carried: from prior close)
     state: TradingState
     errors: int
+
+    @property
+    def realized(self) -> Decimal:
+        return sum((p.realized for p in self.by_system.values()), Decimal("0"))
+
+    @property
+    def unrealized(self) -> Decimal:
+        return sum((p.unrealized for p in self.by_system.values()), Decimal("0"))
 
     @property
     def daily_pnl(self) -> Decimal:
@@ -932,33 +904,10 @@ class AccountView:
             )
         return out
 
-    def system_pnl(self, rt: Runtime, system: SystemName) -> tuple[Decimal, Decimal]:
+    def system_pnl(self, system: SystemName) -> tuple[Decimal, Decimal]:
         """(realised today up to ``at``, unrealised at ``at``) of one system."""
-        realized = _realized_until(rt, self.at, system)
-        unrealized = sum(
-            (
-                r.unrealized(self.marks[r.position_id]) - r.entry_commission
-                for r in self.rows
-                if r.system is system and r.position_id in self.marks
-            ),
-            Decimal("0"),
-        )
-        return realized, unrealized
-
-
-def _realized_until(rt: Runtime, at: datetime, system: SystemName | None = None) -> Decimal:
-    day = rt.session.day
-    return sum(
-        (
-            p.realized()
-            for p in rt.store.positions(day=day, system=system)
-            if p.status is PositionStatus.CLOSED
-            and p.closed_at is not None
-            and p.closed_at.astimezone(NY).date() == day
-            and p.closed_at <= at
-        ),
-        Decimal("0"),
-    )
+        pnl = self.by_system[system]
+        return pnl.realized, pnl.unrealized
 
 
 def account_view(rt: Runtime, at: datetime | None = None) -> AccountView:
@@ -966,22 +915,14 @@ def account_view(rt: Runtime, at: datetime | None = None) -> AccountView:
     at = at or rt.clock.now()
     rows = tuple(rt.store.positions_open_at(at))
     marks = trading.marks(rt, rows, None)
-    unrealized = sum(
-        (
-            r.unrealized(marks[r.position_id]) - r.entry_commission
-            for r in rows
-            if r.position_id in marks
-        ),
-        Decimal("0"),
-    )
+    by_system = trading.day_pnl_by_system(rt, rows, marks, until=at)
     row = rt.store.trading_state(at)
     errors = [e for e in rt.store.risk_events(day=rt.session.day, kinds=ERROR_KINDS) if e.at <= at]
     return AccountView(
         at=at,
         rows=rows,
         marks=marks,
-        realized=_realized_until(rt, at),
-        unrealized=unrealized,
+        by_system=by_system,
         state=TradingState.ACTIVE if row is None else row.state,
         errors=len(errors),
     )
@@ -1036,7 +977,7 @@ def update_risk(rt: Runtime) -> StateChange:
     day = rt.session.day
     view = account_view(rt, now)
     total = view.daily_pnl
-    m_real, m_unreal = view.system_pnl(rt, MAG7)
+    m_real, m_unreal = view.system_pnl(MAG7)
     rt.store.record_pnl_mark(MAG7, now, m_real, m_unreal)
     before = view.state
     change = evaluate_state(before, total, view.errors, rt.limits)

@@ -247,6 +247,9 @@ def halt(db_url: str, reason: str) -> dict[str, Any]:
 
 @task(name="eod-report", cache_policy=NO_CACHE)
 def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
+    marked = trading.record_close_marks(rt)
+    if marked:
+        _logger().info("close marks of %d carried position(s) stored", marked)
     md, chart, summary = write_report(rt.store, rt.session, Path(out_dir), rt.limits)
     section, story = narrative_markdown(rt)
     md.write_text(md.read_text(encoding="utf-8").rstrip() + "\n\n" + section, encoding="utf-8")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -32,6 +32,7 @@ from core.models import (
     TradingState,
 )
 from core.orders import WalkRules, close_intent, open_intent
+from core.pnl import DayPnl, base_id, day_pnl, is_carried
 from core.risk import RiskSnapshot, StateChange, check_intent, evaluate_state, exposures, loss_level
 from core.sizing import confidence_factor
 from systems.smart0dte.signals import UnderlyingView
@@ -115,10 +116,10 @@ def observe(rt: Runtime, now: datetime) -> Observation:
 
 
 def marks(
-    rt: Runtime, positions: Iterable[Position], obs: Observation | None
+    rt: Runtime, positions: Iterable[Position], obs: Observation | None, at: datetime | None = None
 ) -> dict[str, Decimal]:
-    """Net mid of every position that can be quoted now (position_id -> value)."""
-    now = rt.clock.now()
+    """Net mid of every position that can be quoted at ``at`` (default now): position_id -> value."""
+    now = rt.clock.now() if at is None else at
     snaps = dict(obs.snapshots) if obs is not None else {}
     out: dict[str, Decimal] = {}
     for pos in positions:
@@ -132,19 +133,64 @@ def marks(
     return out
 
 
-def daily_pnl(rt: Runtime, open_marks: dict[str, Decimal]) -> tuple[Decimal, Decimal]:
-    """(realised today after all commissions, unrealised of open positions after entry costs)."""
+_UNBASED: set[tuple[date, str]] = set()  # carried rows already reported without a baseline
+
+
+def day_pnl_by_system(
+    rt: Runtime,
+    open_rows: Iterable[Position],
+    open_marks: Mapping[str, Decimal],
+    until: datetime | None = None,
+) -> dict[SystemName, DayPnl]:
+    """Today's P&L per system (``core.pnl``): the rows closed today (by ``until``) plus
+    ``open_rows`` at ``open_marks``; a position carried from an earlier session counts from its
+    prior close mark (``record_close_marks``), not from its entry."""
     day = rt.session.day
-    realized = sum(
-        (p.realized() for p in rt.store.positions(day=day) if p.status is PositionStatus.CLOSED),
-        Decimal("0"),
+    closed = [
+        p
+        for p in rt.store.positions(day=day)
+        if p.status is PositionStatus.CLOSED
+        and p.closed_at is not None
+        and p.closed_at.astimezone(NY).date() == day
+        and (until is None or p.closed_at <= until)
+    ]
+    rows = closed + list(open_rows)
+    carried = {base_id(p.position_id) for p in rows if is_carried(p, day)}
+    baselines = rt.store.baseline_marks(carried, day) if carried else {}
+    out: dict[SystemName, DayPnl] = {}
+    for system in SystemName:
+        pnl = day_pnl([r for r in rows if r.system is system], day, open_marks, baselines, until)
+        for pid in pnl.without_baseline:
+            if (day, pid) not in _UNBASED:
+                _UNBASED.add((day, pid))
+                log.warning(
+                    "%s was carried into %s without a close mark: its P&L today counts from entry",
+                    pid,
+                    day,
+                )
+        out[system] = pnl
+    return out
+
+
+def daily_pnl(rt: Runtime, open_marks: Mapping[str, Decimal]) -> tuple[Decimal, Decimal]:
+    """(realised today after commissions, unrealised of open positions) of the account, both
+    systems; carried positions from their prior close mark (``day_pnl_by_system``)."""
+    by_system = day_pnl_by_system(rt, rt.store.open_positions(), open_marks)
+    return (
+        sum((p.realized for p in by_system.values()), Decimal("0")),
+        sum((p.unrealized for p in by_system.values()), Decimal("0")),
     )
-    unrealized = Decimal("0")
-    for pos in rt.store.open_positions():
-        value = open_marks.get(pos.position_id)
-        if value is not None:
-            unrealized += pos.unrealized(value) - pos.entry_commission
-    return realized, unrealized
+
+
+def record_close_marks(rt: Runtime, before_close: timedelta = timedelta(minutes=1)) -> int:
+    """Store each open position's net mid at the session's last minute (after the close, or
+    with a live feed: its latest quotes) as the next session's daily-P&L baseline."""
+    at = min(rt.clock.now(), rt.session.close - before_close)
+    positions = rt.store.open_positions()
+    if not positions:
+        return 0
+    values = marks(rt, positions, None, at=at)
+    return rt.store.record_position_marks(rt.session.day, at, values)
 
 
 def current_state(rt: Runtime) -> TradingState:
@@ -152,32 +198,56 @@ def current_state(rt: Runtime) -> TradingState:
     return TradingState.ACTIVE if row is None else row.state
 
 
-def _close_position(
-    rt: Runtime, pos: Position, quantity: int, reason: str, marketable: bool
-) -> ExecutionResult:
-    attempts = [
-        i
-        for i in rt.store.intents(day=rt.session.day, system=pos.system)
-        if i.intent.position_id == pos.position_id
-    ]
-    snaps: dict[tuple[str, date], ChainSnapshot] = {}
+def close_position(
+    rt: Runtime,
+    pos: Position,
+    quantity: int,
+    reason: str,
+    marketable: bool,
+    walk: WalkRules,
+    tiers_after: int | None = None,
+) -> ExecutionResult | None:
+    """Close ``quantity`` of ``pos`` through the order path; None if there is nothing to send.
+
+    Every close of a position is one attempt with its own client order id, counted over every
+    day (a Mag7 tier taken Monday and a close on Tuesday are two orders). Another run may close
+    the same position at the same time (the loop flattening on HALT, a Mag7 check): a close
+    already on its way is resumed (or left to the run that works it, see ``execute_intent``)
+    instead of sending a second one, and a position no longer open is not closed again. The
+    intents are read *before* the position, so a close that finished in between shows as a
+    closed position; two runs that both see none derive the same id and one order.
+    """
+    attempts = rt.store.position_intents(pos.position_id)
+    kind = pos.signal_kind
+    for stored in attempts:
+        if stored.intent.action is IntentAction.CLOSE and not stored.status.is_terminal:
+            if stored.status is IntentStatus.AWAITING_APPROVAL:  # closes never wait; defensive
+                continue
+            log.info("%s: a close is already on its way (%s)", pos.position_id, stored.status)
+            return execute_intent(stored.intent, rt.broker, rt.store, rt.clock, walk, kind)
+    latest = rt.store.position(pos.position_id)
+    if latest is None or latest.status is not PositionStatus.OPEN:
+        log.info("%s: no longer open; nothing to close", pos.position_id)
+        return None
+    quantity = min(quantity, latest.quantity)
     now = rt.clock.now()
-    key = (pos.spread.underlying, pos.spread.expiry)
-    snaps[key] = rt.market.chain(key[0], key[1], now)
-    quote = combo_quote(snaps, pos.spread)
+    key = (latest.spread.underlying, latest.spread.expiry)
+    quote = combo_quote({key: rt.market.chain(key[0], key[1], now)}, latest.spread)
     intent = close_intent(
-        pos.system,
-        pos.position_id,
-        pos.spread,
+        latest.system,
+        latest.position_id,
+        latest.spread,
         quantity,
         quote,
         now,
         reason,
         marketable,
-        rt.smart.walk,
+        walk,
         attempt=len(attempts),
     )
-    return execute_intent(intent, rt.broker, rt.store, rt.clock, rt.smart.walk, pos.signal_kind)
+    return execute_intent(
+        intent, rt.broker, rt.store, rt.clock, walk, kind, tiers_after=tiers_after
+    )
 
 
 def manage_exits(rt: Runtime, obs: Observation) -> list[ExecutionResult]:
@@ -189,14 +259,13 @@ def manage_exits(rt: Runtime, obs: Observation) -> list[ExecutionResult]:
     for pos, decision in plan_exits(positions, current, obs.now, rt.session, rt.smart):
         marketable = decision.reason is ExitReason.CLOSEOUT
         try:
-            results.append(
-                _close_position(
-                    rt,
-                    pos,
-                    decision.quantity,
-                    f"{decision.reason.value}: {decision.detail}",
-                    marketable,
-                )
+            result = close_position(
+                rt,
+                pos,
+                decision.quantity,
+                f"{decision.reason.value}: {decision.detail}",
+                marketable,
+                rt.smart.walk,
             )
         except (MarketDataError, ChainError) as exc:
             rt.store.record_risk_event(
@@ -206,6 +275,9 @@ def manage_exits(rt: Runtime, obs: Observation) -> list[ExecutionResult]:
                 obs.now,
                 SMART,
             )
+            continue
+        if result is not None:
+            results.append(result)
     return results
 
 
@@ -215,10 +287,10 @@ def update_risk(rt: Runtime, obs: Observation | None) -> StateChange:
     day = rt.session.day
     open_positions = rt.store.open_positions()
     current_marks = marks(rt, open_positions, obs)
-    realized, unrealized = daily_pnl(rt, current_marks)
-    total = realized + unrealized
-    # Smart-0DTE is the only system trading so far, so the account's P&L is its P&L
-    rt.store.record_pnl_mark(SMART, now, realized, unrealized)
+    by_system = day_pnl_by_system(rt, open_positions, current_marks)
+    total = sum((p.total for p in by_system.values()), Decimal("0"))
+    # the account's P&L decides the state; the mark is Smart-0DTE's share (Mag7 marks its own)
+    rt.store.record_pnl_mark(SMART, now, by_system[SMART].realized, by_system[SMART].unrealized)
     errors = len(rt.store.risk_events(day=day, kinds=ERROR_KINDS))
     before = current_state(rt)
     change = evaluate_state(before, total, errors, rt.limits)
@@ -254,8 +326,9 @@ def flatten(
     for pos in rt.store.open_positions():
         if wanted is not None and pos.system not in wanted:
             continue
+        walk = rt.mag7.walk if pos.system is SystemName.MAG7 else rt.smart.walk
         try:
-            results.append(_close_position(rt, pos, pos.quantity, reason, marketable=True))
+            result = close_position(rt, pos, pos.quantity, reason, True, walk)
         except (MarketDataError, ChainError) as exc:
             rt.store.record_risk_event(
                 "order_error",
@@ -264,6 +337,9 @@ def flatten(
                 rt.clock.now(),
                 pos.system,
             )
+            continue
+        if result is not None:
+            results.append(result)
     return results
 
 

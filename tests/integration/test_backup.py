@@ -91,6 +91,7 @@ def populate(store: TradeStore) -> None:
         T0, TradingMode.DEVELOPMENT, TradingMode.TESTING, "ops", "paper run", True, "applied"
     )
     store.record_iv("AAPL", T0.date(), 0.27, "simulator", T0)
+    store.record_position_marks(T0.date(), T0, {"p1": Decimal("1.25")})
 
 
 @pytest.fixture

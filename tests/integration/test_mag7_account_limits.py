@@ -129,7 +129,7 @@ def two_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     scans = run_day(url, FRIDAY, limits) + run_day(url, MONDAY, limits)
     store = TradeStore(url)
     try:
-        yield {"store": store, "limits": limits, "scans": scans}
+        yield {"store": store, "limits": limits, "scans": scans, "url": url}
     finally:
         store.dispose()
 
@@ -193,6 +193,32 @@ def test_two_days_when_sized_then_no_position_risks_more_than_max_position_size(
             assert stored.intent.max_loss <= cap, stored.intent.client_order_id
     for p in whole_positions(store):
         assert p.max_loss <= cap, p.position_id
+
+
+def test_daily_pnl_when_mag7_carried_over_weekend_then_measured_from_friday_close(two_days):
+    """Monday's daily-loss figure counts a carried Mag7 spread from Friday's last mark (its
+    close mark), not from its entry: Friday's gain or loss is not charged to Monday again."""
+    store = two_days["store"]
+    at = datetime.combine(MONDAY, time(9, 40), tzinfo=NY)  # before anything trades on Monday
+    carried = [p for p in store.positions_open_at(at, MAG7) if p.opened_at.date() < MONDAY]
+    assert carried, "the run carries Mag7 spreads into Monday"
+    baselines = store.baseline_marks([p.position_id for p in carried], MONDAY)
+    assert set(baselines) == {p.position_id.split("-p", maxsplit=1)[0] for p in carried}
+    rt = build_runtime(MONDAY, SEED, time(9, 40), db_url=two_days["url"])
+    try:
+        view = mag7.account_view(rt, at)
+        since_entry = Decimal("0")
+        expected = Decimal("0")
+        for p in carried:
+            units = p.quantity * p.spread.multiplier
+            base = baselines[p.position_id.split("-p", maxsplit=1)[0]]
+            expected += (view.marks[p.position_id] - base) * units
+            since_entry += p.unrealized(view.marks[p.position_id]) - p.entry_commission
+        assert view.by_system[MAG7].unrealized == expected
+        assert view.by_system[MAG7].without_baseline == ()
+        assert expected != since_entry  # the old rule would have charged Friday's move again
+    finally:
+        rt.close()
 
 
 def test_daily_loss_when_smart_losses_breach_it_then_mag7_scan_denied_with_reasons(tmp_path):

@@ -124,3 +124,22 @@ def test_trading_state_when_asked_as_of_an_instant_then_the_state_set_by_then(
     latest = store.trading_state()
     assert latest is not None
     assert latest.state is TradingState.HALTED
+
+
+def test_baseline_marks_when_several_days_then_latest_before_the_day(store: TradeStore) -> None:
+    """Migration 0004: close marks per (position, day); the baseline of a session is the latest
+    mark of an earlier day, a later mark of one day replaces an earlier one, never the reverse."""
+    store.open_position(mag7_position(), "mag7-O-1")
+    monday = date(2026, 11, 30)
+    assert store.baseline_marks(["mag7-O-1"], monday) == {}
+    friday_1230 = ny(12, 30)
+    friday_1245 = ny(12, 45)
+    assert store.record_position_marks(DAY, friday_1245, {"mag7-O-1": Decimal("1.35")}) == 1
+    # a stale mark of the same day (taken earlier) does not replace the later one
+    store.record_position_marks(DAY, friday_1230, {"mag7-O-1": Decimal("1.10")})
+    assert store.baseline_marks(["mag7-O-1", "unknown"], monday) == {"mag7-O-1": Decimal("1.35")}
+    assert store.baseline_marks(["mag7-O-1"], DAY) == {}  # today's own mark is no baseline
+    store.record_position_marks(monday, ny(15, 30, monday), {"mag7-O-1": Decimal("1.62")})
+    assert store.baseline_marks(["mag7-O-1"], monday) == {"mag7-O-1": Decimal("1.35")}
+    tuesday = date(2026, 12, 1)
+    assert store.baseline_marks(["mag7-O-1"], tuesday) == {"mag7-O-1": Decimal("1.62")}

@@ -715,6 +715,7 @@ def test_table_row_counts_when_rows_written_then_every_table_counted(store: Trad
         "order_events": 2,
         "orders": 1,
         "pnl_marks": 1,
+        "position_marks": 0,
         "positions": 1,
         "risk_events": 1,
         "signals": 1,

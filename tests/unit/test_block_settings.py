@@ -269,6 +269,16 @@ def test_read_env_when_overrides_not_json_object_then_refused():
         read_env("live", {"DTE_LIVE_TRADING_SMART0DTE_OVERRIDES": "[1, 2]"})
 
 
+def test_read_env_when_mag7_overrides_json_then_parsed_and_typed():
+    env = {"DTE_LIVE_TRADING_MAG7_OVERRIDES": '{"target_dte": 8}'}
+    raw = read_env("live", env)
+    assert raw == {"trading": {"mag7_overrides": {"target_dte": 8}}}
+    settings = TradingSettings(**raw["trading"])
+    assert settings.mag7_config().target_dte == 8
+    with pytest.raises(RegistrationError, match="DTE_LIVE_TRADING_MAG7_OVERRIDES must be a JSON"):
+        read_env("live", {"DTE_LIVE_TRADING_MAG7_OVERRIDES": "target_dte=8"})
+
+
 def test_read_toml_when_example_file_then_every_key_known_and_secrets_are_placeholders():
     testing = read_toml("testing", EXAMPLE)
     live = read_toml("live", EXAMPLE)
