@@ -7,16 +7,24 @@ Invariants:
 * the intent row (unique client_order_id) is written *before* any broker call;
 * before submitting, the broker is asked for that client_order_id; an order found is adopted, so a
   retry or a rerun after a crash never places the same intent twice;
-* a broker rejection marks the intent REJECTED with the broker's reason and counts as an error.
+* a broker rejection marks the intent REJECTED with the broker's reason and counts as an error;
+* one run at a time works an intent's order: it claims the intent in the ledger first
+  (``TradeStore.claim_intent``, a lease on the wall clock renewed at every walk step and released
+  at the end). Another run that asks meanwhile (the Smart-0DTE loop flattening on HALT while a
+  Mag7 check closes the same spread) leaves it alone; a claim whose process died on this host,
+  or whose lease ran out, is taken over by recovery.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from adapters.ports import Broker, BrokerError, BrokerUnavailable, Clock
@@ -41,6 +49,49 @@ ERROR_KINDS = ("order_rejected", "order_error")
 # recovery (which re-runs the persisted intent without the caller's arguments) records the same.
 TIERS_MARKER = "tiers_after="
 _TIERS = re.compile(re.escape(TIERS_MARKER) + r"(\d+)")
+
+
+CLAIM_LEASE = timedelta(minutes=2)  # wall clock; renewed at every walk step
+_TOKEN = uuid.uuid4().hex[:8]
+
+
+def run_owner() -> str:
+    """This process's claim name, ``host:pid:token`` (a forked child gets its own pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """True if ``holder`` names a process on this host that no longer exists."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def _claim(store: TradeStore, cid: str, owner: str) -> str | None:
+    """Claim ``cid`` for ``owner``; None on success, else the live holder."""
+    now = datetime.now(UTC)
+    holder = store.claim_intent(cid, owner, now, now + CLAIM_LEASE)
+    if holder is not None and _holder_is_gone(holder):
+        log.warning("%s: taking over from %s (process gone)", cid, holder)
+        holder = store.take_over_intent(cid, owner, holder, now + CLAIM_LEASE)
+    return holder
+
+
+def _lease_end() -> datetime:
+    return datetime.now(UTC) + CLAIM_LEASE
+
+
+class ClaimLost(RuntimeError):
+    """Another run took the intent over while this one walked it (this run stalled past its
+    lease): this run stops touching the order."""
 
 
 def tiers_marker(tiers_after: int) -> str:
@@ -161,10 +212,13 @@ def execute_intent(
     signal_kind: SignalKind,
     after_persist: Callable[[OrderIntent], None] | None = None,
     tiers_after: int | None = None,
+    owner: str | None = None,
 ) -> ExecutionResult:
     """Run one intent to a terminal state. Safe to call again for the same intent at any point.
 
     ``tiers_after``: for a partial close, the profit tiers taken once it fills (see ``_settle``).
+    ``owner``: the claim name (default ``run_owner()``); while another live run holds the
+    intent, this returns its current status without touching the broker.
     """
     cid = intent.client_order_id
     stored = store.intent_by_client_id(cid)
@@ -180,11 +234,23 @@ def execute_intent(
         return ExecutionResult(cid, stored.status, qty, price, stored.status_reason, False)
     else:
         intent = stored.intent  # the persisted intent wins over a re-derived one
+    owner = owner or run_owner()
+    holder = _claim(store, cid, owner)
+    if holder is not None:
+        current = store.intent_by_client_id(cid)
+        status = current.status if current is not None else IntentStatus.PENDING
+        log.info("%s: worked by another run (%s); left to it", cid, holder)
+        return ExecutionResult(cid, status, 0, None, f"worked by another run ({holder})", False)
     if after_persist is not None:
         after_persist(intent)
 
     try:
-        return _place_and_walk(intent, broker, store, clock, walk, signal_kind, tiers_after)
+        return _place_and_walk(intent, broker, store, clock, walk, signal_kind, tiers_after, owner)
+    except ClaimLost as exc:
+        log.warning("%s: %s", cid, exc)
+        current = store.intent_by_client_id(cid)
+        status = current.status if current is not None else IntentStatus.PENDING
+        return ExecutionResult(cid, status, 0, None, str(exc), False)
     except BrokerUnavailable as exc:
         # nothing reached the broker (or we cannot know yet): keep the intent open, never reject
         # it; the next call for this intent (the loop's next minute, recovery at a flow's start)
@@ -201,6 +267,8 @@ def execute_intent(
         stored = store.intent_by_client_id(cid)
         status = stored.status if stored is not None else IntentStatus.PENDING
         return ExecutionResult(cid, status, 0, None, exc.reason, False)
+    finally:
+        store.release_intent(cid, owner)
 
 
 def _place_and_walk(
@@ -211,6 +279,7 @@ def _place_and_walk(
     walk: WalkRules,
     signal_kind: SignalKind,
     tiers_after: int | None = None,
+    owner: str = "",
 ) -> ExecutionResult:
     cid = intent.client_order_id
     placed = False
@@ -246,6 +315,8 @@ def _place_and_walk(
         if order.status is not OrderStatus.WORKING:
             break
         clock.sleep_until(clock.now() + timedelta(seconds=step))
+        if (holder := store.claim_intent(cid, owner, datetime.now(UTC), _lease_end())) is not None:
+            raise ClaimLost(f"taken over by {holder} during the walk; this run stops here")
         current = broker.find(cid)
         if current is None:
             raise BrokerError(f"broker lost order {cid}")

@@ -1,0 +1,233 @@
+"""One run at a time works an intent's order (``TradeStore.claim_intent``, ``execute_intent``).
+
+Two runs can reach the same close at once: the Smart-0DTE loop flattening both books on HALT
+while a Mag7 check closes the same spread derives the same client_order_id. The ledger claim
+decides which one talks to the broker; the other leaves the intent alone. A claim whose holder
+died, or whose lease ran out, is taken over so recovery still works.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.store import TradeStore
+from core.calendar import next_trading_day
+from core.models import IntentStatus, Position, SignalKind, SystemName
+from core.orders import close_intent
+from tasks import trading
+from tasks.execution import CLAIM_LEASE, execute_intent, run_owner
+from tasks.runtime import Runtime, build_runtime
+from tests.integration import test_order_path as order_path
+from tests.integration.test_order_path import (
+    DAY,
+    SEED,
+    START,
+    WALK,
+    call_debit,
+    chain_now,
+    entry,
+    paper_counts,
+    quote_of,
+    run,
+)
+from tests.integration.test_store import intent as stored_intent
+
+SMART = SystemName.SMART0DTE
+OTHER = "other-host:4242:feedbeef"  # a run on another machine: never judged dead from here
+
+
+# the order-path tests' fixtures: a fresh SQLite ledger and a runtime on it
+db_url = order_path.db_url
+rt = order_path.rt
+
+
+def test_claim_intent_when_two_owners_race_then_one_wins_until_released_or_expired(
+    store: TradeStore,
+) -> None:
+    it = stored_intent()
+    store.save_intent(it)
+    cid = it.client_order_id
+    now = datetime.now(UTC)
+    assert store.claim_intent(cid, "a", now, now + CLAIM_LEASE) is None
+    assert store.claim_intent(cid, "b", now, now + CLAIM_LEASE) == "a"
+    assert store.claim_intent(cid, "a", now, now + 2 * CLAIM_LEASE) is None  # renewal
+    store.release_intent(cid, "b")  # not b's to release
+    assert store.claim_intent(cid, "b", now, now + CLAIM_LEASE) == "a"
+    store.release_intent(cid, "a")
+    assert store.claim_intent(cid, "b", now, now + CLAIM_LEASE) is None
+    # b's lease runs out: a takes it back
+    later = now + 3 * CLAIM_LEASE
+    assert store.claim_intent(cid, "a", later, later + CLAIM_LEASE) is None
+    assert store.take_over_intent(cid, "c", "b", later) == "a"  # b no longer holds it
+    with pytest.raises(KeyError):
+        store.claim_intent("no-such-intent", "a", now, now + CLAIM_LEASE)
+
+
+def test_execute_intent_when_another_live_run_holds_it_then_broker_untouched(
+    rt: Runtime, db_url: str
+) -> None:
+    spread = call_debit(chain_now(rt))
+    q = quote_of(rt, spread)
+    intent = entry(rt, spread, q.ask, q.ask)
+    rt.store.save_intent(intent)
+    now = datetime.now(UTC)
+    assert rt.store.claim_intent(intent.client_order_id, OTHER, now, now + CLAIM_LEASE) is None
+
+    result = run(rt, intent)
+
+    assert result.placed is False
+    assert result.status is IntentStatus.PENDING
+    assert OTHER in result.reason
+    assert paper_counts(db_url) == (0, 0)
+    # the other run's lease runs out (it stalled or crashed on its host): this run takes over
+    past = now - 2 * CLAIM_LEASE
+    rt.store.release_intent(intent.client_order_id, OTHER)
+    rt.store.claim_intent(intent.client_order_id, OTHER, past, past + CLAIM_LEASE)
+
+    result = run(rt, intent)
+
+    assert result.placed is True
+    assert result.status is IntentStatus.FILLED
+    assert paper_counts(db_url) == (1, 1)
+    # released at the end: any run may look at it again (and finds it terminal)
+    assert rt.store.claim_intent(intent.client_order_id, OTHER, now, now + CLAIM_LEASE) is None
+
+
+def test_execute_intent_when_holder_process_died_on_this_host_then_taken_over_at_once(
+    rt: Runtime, db_url: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "from tasks.execution import run_owner; print(run_owner())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = proc.stdout.strip()  # host:pid:token of a process that has exited
+    spread = call_debit(chain_now(rt))
+    q = quote_of(rt, spread)
+    intent = entry(rt, spread, q.ask, q.ask)
+    rt.store.save_intent(intent)
+    now = datetime.now(UTC)
+    rt.store.claim_intent(intent.client_order_id, dead, now, now + CLAIM_LEASE)
+
+    result = run(rt, intent)
+
+    assert result.placed is True
+    assert result.status is IntentStatus.FILLED
+    assert paper_counts(db_url) == (1, 1)
+
+
+def test_execute_intent_when_two_runs_race_for_one_close_then_one_order(
+    rt: Runtime, db_url: str
+) -> None:
+    """Two threads, two owners, one intent, started together: exactly one broker order."""
+    spread = call_debit(chain_now(rt))
+    q = quote_of(rt, spread)
+    intent = entry(rt, spread, q.mid, q.ask)  # walks: the first run holds it for a while
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def go(owner: str) -> None:
+        barrier.wait()
+        results[owner] = execute_intent(
+            intent, rt.broker, rt.store, rt.clock, WALK, SignalKind.MOMENTUM, owner=owner
+        )
+
+    threads = [threading.Thread(target=go, args=(f"{run_owner()}-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 2
+    placed = [r for r in results.values() if r.placed]
+    assert len(placed) == 1
+    orders, _ = paper_counts(db_url, intent.client_order_id)
+    assert orders == 1
+
+
+# ---- closing one position from two runs ---------------------------------------------------------
+
+
+def weekly_spread(rt: Runtime):
+    """A call debit on SPY's expiry about a week out (a position that lives past today)."""
+    expiry = next(e for e in rt.market.expiries("SPY", rt.session.day) if e > rt.session.day)
+    snap = rt.market.chain("SPY", expiry, rt.clock.now())
+    return call_debit(snap)
+
+
+def open_position(rt: Runtime, qty: int) -> Position:
+    spread = weekly_spread(rt)
+    q = quote_of(rt, spread)
+    intent = entry(rt, spread, q.ask, q.ask, qty=qty)
+    assert run(rt, intent).status is IntentStatus.FILLED
+    pos = rt.store.position(intent.client_order_id)
+    assert pos is not None
+    return pos
+
+
+def test_close_position_when_closed_meanwhile_by_other_run_then_nothing_sent(
+    rt: Runtime, db_url: str
+) -> None:
+    pos = open_position(rt, 2)
+    other = build_runtime(DAY, SEED, START, speed=0.0, db_url=db_url)
+    try:
+        other.clock.sleep_until(rt.clock.now())
+        done = trading.close_position(other, pos, 2, "mag7 stop", True, WALK)
+    finally:
+        other.close()
+    assert done is not None and done.status is IntentStatus.FILLED
+
+    again = trading.close_position(rt, pos, 2, "risk: flatten", True, WALK)  # stale view
+
+    assert again is None
+    assert paper_counts(db_url) == (2, 2)  # the entry and one close
+
+
+def test_close_position_when_close_already_persisted_then_resumed_not_duplicated(
+    rt: Runtime, db_url: str
+) -> None:
+    pos = open_position(rt, 2)
+    q = quote_of(rt, pos.spread)
+    # another run persisted its close and died before reaching the broker
+    pending = close_intent(
+        SMART, pos.position_id, pos.spread, 2, q, rt.clock.now(), "stop", True, WALK
+    )
+    rt.store.save_intent(pending)
+
+    result = trading.close_position(rt, pos, 2, "risk: flatten", True, WALK)
+
+    assert result is not None
+    assert result.client_order_id == pending.client_order_id
+    assert result.status is IntentStatus.FILLED
+    assert paper_counts(db_url) == (2, 2)
+    assert [i.intent.client_order_id for i in rt.store.position_intents(pos.position_id)] == [
+        pending.client_order_id
+    ]
+
+
+def test_flatten_when_part_closed_on_an_earlier_day_then_rest_closed_with_a_new_order(
+    db_url: str,
+) -> None:
+    """A tier taken on Friday is attempt 0; Monday's flatten must be attempt 1 (a new client
+    order id), not Friday's filled order found again with the rest left open."""
+    friday = build_runtime(DAY, SEED, START, speed=0.0, db_url=db_url)
+    try:
+        pos = open_position(friday, 3)
+        tier = trading.close_position(friday, pos, 1, "tier 1", False, WALK, tiers_after=1)
+        assert tier is not None and tier.status is IntentStatus.FILLED
+    finally:
+        friday.close()
+    monday = build_runtime(next_trading_day(DAY), SEED, START, speed=0.0, db_url=db_url)
+    try:
+        results = trading.flatten(monday, "risk: daily loss at halt level")
+        assert [r.status for r in results] == [IntentStatus.FILLED]
+        assert results[0].filled_quantity == 2
+        assert results[0].client_order_id != tier.client_order_id
+        assert monday.store.open_positions() == []
+    finally:
+        monday.close()
