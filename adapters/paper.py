@@ -100,6 +100,66 @@ def paper_url_for(ledger_url: str) -> str:
     return ledger_url
 
 
+def contracts_per_unit(spread: Spread) -> int:
+    """Contracts in one unit of the structure (legs x ratio): what commission and slippage count."""
+    return sum(leg.ratio for leg in spread.legs)
+
+
+def check_price(spread: Spread, limit: Decimal) -> None:
+    """A limit the broker accepts: finite, on the cent tick, within the structure's width."""
+    if not limit.is_finite():
+        raise BrokerError(f"bad price: limit {limit} is not a number")
+    if limit != limit.quantize(CENT):
+        raise BrokerError(f"bad price: limit {limit} is not on the 0.01 tick")
+    bound = width(spread)
+    if bound > 0 and abs(limit) > bound:
+        raise BrokerError(f"bad price: |limit| {abs(limit)} exceeds the structure width {bound}")
+
+
+def check_submission(intent: OrderIntent, now: datetime, quotes: QuoteBook) -> None:
+    """The checks a new order passes before it works (else ``BrokerError`` with the reason):
+    market open, quantity, price, and every leg listed with a tradable quote now."""
+    if not is_market_open(now):
+        raise BrokerError(f"market closed at {now.astimezone(NY):%Y-%m-%d %H:%M:%S %Z}")
+    if intent.quantity < 1:
+        raise BrokerError(f"bad quantity {intent.quantity}")
+    check_price(intent.spread, intent.limit_price)
+    try:
+        quotes.combo_quote(intent.spread, now)
+    except (ChainError, MarketDataError) as exc:
+        unknown = isinstance(exc, MarketDataError) or "not listed" in str(exc)
+        label = "unknown contract" if unknown else "no tradable quote"
+        raise BrokerError(f"{label}: {exc}") from exc
+
+
+class QuoteBook:
+    """Combo quotes from the market's chains, each chain fetched once per exact instant (quotes
+    can move within a minute); a small cache, cleared when it grows past 64 chains."""
+
+    def __init__(self, market: MarketData) -> None:
+        self._market = market
+        self._cache: dict[tuple[str, date, datetime], ChainSnapshot] = {}
+
+    def snapshot(self, underlying: str, expiry: date, now: datetime) -> ChainSnapshot:
+        key = (underlying, expiry, now)
+        snap = self._cache.get(key)
+        if snap is None:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            snap = self._market.chain(underlying, expiry, now)
+            self._cache[key] = snap
+        return snap
+
+    def combo_quote(self, spread: Spread, now: datetime) -> ComboQuote:
+        snaps = {
+            (leg.contract.underlying, leg.contract.expiry): self.snapshot(
+                leg.contract.underlying, leg.contract.expiry, now
+            )
+            for leg in spread.legs
+        }
+        return combo_quote(snaps, spread)
+
+
 class PaperBroker:
     def __init__(
         self,
@@ -117,27 +177,11 @@ class PaperBroker:
         self._engine = sa.create_engine(url, connect_args={"timeout": 30} if sqlite else {})
         _META.create_all(self._engine)
         self._lock = threading.RLock()
-        self._quote_cache: dict[tuple[str, date, datetime], ChainSnapshot] = {}
+        self._quotes = QuoteBook(market)
 
     # ---- quotes -------------------------------------------------------------------------------
-    def _snapshot(self, underlying: str, expiry: date, now: datetime) -> ChainSnapshot:
-        key = (underlying, expiry, now)  # exact instant: quotes can move within a minute
-        snap = self._quote_cache.get(key)
-        if snap is None:
-            if len(self._quote_cache) > 64:
-                self._quote_cache.clear()
-            snap = self._market.chain(underlying, expiry, now)
-            self._quote_cache[key] = snap
-        return snap
-
     def combo_quote(self, spread: Spread, now: datetime) -> ComboQuote:
-        snaps = {
-            (leg.contract.underlying, leg.contract.expiry): self._snapshot(
-                leg.contract.underlying, leg.contract.expiry, now
-            )
-            for leg in spread.legs
-        }
-        return combo_quote(snaps, spread)
+        return self._quotes.combo_quote(spread, now)
 
     # ---- fill model -----------------------------------------------------------------------------
     def _fill_price(self, side: Side, limit: Decimal, quote: ComboQuote) -> Decimal | None:
@@ -156,19 +200,7 @@ class PaperBroker:
         return None
 
     def _commission(self, spread: Spread, quantity: int) -> Decimal:
-        contracts = sum(leg.ratio for leg in spread.legs) * quantity
-        return self._cfg.commission_per_contract * contracts
-
-    def _check_price(self, spread: Spread, limit: Decimal) -> None:
-        if not limit.is_finite():
-            raise BrokerError(f"bad price: limit {limit} is not a number")
-        if limit != limit.quantize(CENT):
-            raise BrokerError(f"bad price: limit {limit} is not on the 0.01 tick")
-        bound = width(spread)
-        if bound > 0 and abs(limit) > bound:
-            raise BrokerError(
-                f"bad price: |limit| {abs(limit)} exceeds the structure width {bound}"
-            )
+        return self._cfg.commission_per_contract * contracts_per_unit(spread) * quantity
 
     def _evaluate(
         self, conn: sa.Connection, row: sa.Row[tuple[object, ...]], now: datetime
@@ -262,17 +294,7 @@ class PaperBroker:
                     refreshed = self._row(conn, intent.client_order_id)
                     assert refreshed is not None
                     return self._to_order(refreshed)
-            if not is_market_open(now):
-                raise BrokerError(f"market closed at {now.astimezone(NY):%Y-%m-%d %H:%M:%S %Z}")
-            if intent.quantity < 1:
-                raise BrokerError(f"bad quantity {intent.quantity}")
-            self._check_price(intent.spread, intent.limit_price)
-            try:
-                self.combo_quote(intent.spread, now)
-            except (ChainError, MarketDataError) as exc:
-                unknown = isinstance(exc, MarketDataError) or "not listed" in str(exc)
-                label = "unknown contract" if unknown else "no tradable quote"
-                raise BrokerError(f"{label}: {exc}") from exc
+            check_submission(intent, now, self._quotes)
             with self._engine.begin() as conn:
                 broker_order_id = f"P-{uuid.uuid4().hex[:16]}"
                 conn.execute(
@@ -313,7 +335,7 @@ class PaperBroker:
                     raise BrokerError(f"no order with ref {client_order_id}")
                 if row.status != OrderStatus.WORKING.value:
                     return self._to_order(row)
-                self._check_price(spread_from_json(row.spread), limit_price)
+                check_price(spread_from_json(row.spread), limit_price)
                 conn.execute(
                     ORDERS.update()
                     .where(ORDERS.c.client_order_id == client_order_id)

@@ -42,6 +42,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from adapters.backtest_broker import BacktestBroker, BacktestFillConfig
 from adapters.backtest_store import BacktestStore, EquityRow, TradeRow
 from adapters.cache import InProcessCache
 from adapters.clock import SimClock
@@ -61,7 +62,6 @@ from core.models import (
     client_order_id,
 )
 from tasks import steps, trading
-from tasks.backtest_broker import BacktestBroker, BacktestFillConfig
 from tasks.backtest_market import (
     SOURCES,
     LookAheadError,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adapters.backtest_broker import BacktestBroker, BacktestFillConfig, fill_price
 from adapters.clock import SimClock
 from adapters.paper import PaperBroker
 from adapters.ports import Broker, BrokerError, MarketDataError
@@ -25,7 +26,6 @@ from core.marketdata import ChainSnapshot
 from core.models import IntentAction, IntentStatus, OrderIntent, OrderStatus, Side, SignalKind
 from core.orders import WalkRules
 from core.spreads import bull_call_debit, iron_condor
-from tasks.backtest_broker import BacktestBroker, BacktestFillConfig, fill_price
 from tasks.backtest_market import intrinsic_value
 from tasks.execution import execute_intent
 from tests.builders import c, intent

@@ -37,14 +37,19 @@ import hashlib
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from adapters.paper import PaperConfig
+from adapters.paper import (
+    PaperConfig,
+    QuoteBook,
+    check_price,
+    check_submission,
+    contracts_per_unit,
+)
 from adapters.ports import BrokerError, Clock, MarketData, MarketDataError
-from core.calendar import NY, is_market_open
-from core.chains import ChainError, ComboQuote, combo_quote
-from core.marketdata import ChainSnapshot
+from core.calendar import is_market_open
+from core.chains import ChainError, ComboQuote
 from core.models import (
     CENT,
     AccountInfo,
@@ -57,7 +62,6 @@ from core.models import (
     Side,
     Spread,
 )
-from core.spreads import width
 
 PAPER = PaperConfig()
 
@@ -135,11 +139,6 @@ class _Execution:
     spread: Spread
 
 
-def contracts_per_unit(spread: Spread) -> int:
-    """Contracts in one unit of the structure (legs x ratio): what commission and slippage count."""
-    return sum(leg.ratio for leg in spread.legs)
-
-
 def draw(seed: int, client_order_id: str, at: datetime, limit: Decimal) -> random.Random:
     """A generator seeded by (seed, order, instant, limit) only: the same inputs draw the same."""
     key = f"{seed}|{client_order_id}|{at.isoformat()}|{limit}".encode()
@@ -172,23 +171,13 @@ class BacktestBroker:
     _executions: list[_Execution] = field(default_factory=list)
     _next_id: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)
-    _snapshots: dict[tuple[str, date, datetime], ChainSnapshot] = field(default_factory=dict)
+    _quotes: QuoteBook | None = None
 
     # ---- quotes -------------------------------------------------------------------------------
     def combo_quote(self, spread: Spread, now: datetime) -> ComboQuote:
-        snaps: dict[tuple[str, date], ChainSnapshot] = {}
-        for leg in spread.legs:
-            key = (leg.contract.underlying, leg.contract.expiry)
-            if key in snaps:
-                continue
-            cached = self._snapshots.get((*key, now))
-            if cached is None:
-                if len(self._snapshots) > 64:
-                    self._snapshots.clear()
-                cached = self.market.chain(key[0], key[1], now)
-                self._snapshots[(*key, now)] = cached
-            snaps[key] = cached
-        return combo_quote(snaps, spread)
+        if self._quotes is None:
+            self._quotes = QuoteBook(self.market)
+        return self._quotes.combo_quote(spread, now)
 
     # ---- fill model ---------------------------------------------------------------------------
     def _evaluate(self, order: _Order, now: datetime) -> None:
@@ -239,17 +228,6 @@ class BacktestBroker:
         for order in self._orders.values():
             self._evaluate(order, now)
 
-    def _check_price(self, spread: Spread, limit: Decimal) -> None:
-        if not limit.is_finite():
-            raise BrokerError(f"bad price: limit {limit} is not a number")
-        if limit != limit.quantize(CENT):
-            raise BrokerError(f"bad price: limit {limit} is not on the 0.01 tick")
-        bound = width(spread)
-        if bound > 0 and abs(limit) > bound:
-            raise BrokerError(
-                f"bad price: |limit| {abs(limit)} exceeds the structure width {bound}"
-            )
-
     def _order(self, client_order_id: str) -> _Order:
         order = self._orders.get(client_order_id)
         if order is None:
@@ -275,17 +253,9 @@ class BacktestBroker:
             if existing is not None:
                 self._evaluate(existing, now)
                 return existing.view()
-            if not is_market_open(now):
-                raise BrokerError(f"market closed at {now.astimezone(NY):%Y-%m-%d %H:%M:%S %Z}")
-            if intent.quantity < 1:
-                raise BrokerError(f"bad quantity {intent.quantity}")
-            self._check_price(intent.spread, intent.limit_price)
-            try:
-                self.combo_quote(intent.spread, now)
-            except (ChainError, MarketDataError) as exc:
-                unknown = isinstance(exc, MarketDataError) or "not listed" in str(exc)
-                label = "unknown contract" if unknown else "no tradable quote"
-                raise BrokerError(f"{label}: {exc}") from exc
+            if self._quotes is None:
+                self._quotes = QuoteBook(self.market)
+            check_submission(intent, now, self._quotes)
             self._next_id += 1
             order = _Order(
                 broker_order_id=f"BT-{self._next_id:06d}",
@@ -310,7 +280,7 @@ class BacktestBroker:
             order = self._order(client_order_id)
             if order.status is not OrderStatus.WORKING:
                 return order.view()
-            self._check_price(order.spread, limit_price)
+            check_price(order.spread, limit_price)
             order.limit_price = limit_price
             self._evaluate(order, self.clock.now())
             return order.view()
@@ -391,4 +361,4 @@ class BacktestBroker:
             return fill
 
     def dispose(self) -> None:
-        self._snapshots.clear()
+        self._quotes = None
