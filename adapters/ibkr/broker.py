@@ -56,7 +56,6 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, TypeVar
 
 from adapters.ibkr.account import (
@@ -92,7 +91,13 @@ from adapters.ibkr.parsing import (
     option_from_ib,
     to_decimal,
 )
-from adapters.ibkr.session import DEFAULT_BACKOFF, IBSession, LoopThread, paced_request
+from adapters.ibkr.session import (
+    DEFAULT_BACKOFF,
+    IBSession,
+    LoopThread,
+    SessionClient,
+    paced_request,
+)
 from core.models import (
     AccountInfo,
     BrokerOrder,
@@ -148,7 +153,7 @@ class _OrderRecord:
         return f"IB-{self.client_id}.{self.order_id}"
 
 
-class IBKRBroker:
+class IBKRBroker(SessionClient):
     """The ``Broker`` port on IB (see the module docstring)."""
 
     def __init__(
@@ -192,6 +197,7 @@ class IBKRBroker:
         self.duplicate_id_jump = duplicate_id_jump
         self.trading_classes = dict(trading_classes or {})
         self._limiter = contract_limiter or contract_bucket()
+        self._thread_name = "ibkr-broker"
         self._thread: LoopThread | None = None
         self.session = IBSession(
             host=host,
@@ -229,42 +235,9 @@ class IBKRBroker:
         self.info: list[tuple[int, str]] = []  # (code, message) informational codes
 
     # ------------------------------------------------------------------ life cycle
-    def connect(self) -> IBKRBroker:
-        """Connect, check the accounts, reconcile; raises a ``BrokerError`` with the reason."""
-        if self._thread is not None and self._thread.alive:
-            return self
-        self._thread = LoopThread(f"ibkr-broker-{self.client_id}")
-        self._thread.start()
-        try:
-            self._run(
-                self.session.start(), self.connect_timeout + 3 * self.request_timeout, "connect"
-            )
-        except BaseException:
-            self.dispose()
-            raise
-        return self
-
-    def dispose(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        if thread.alive:
-            try:
-                thread.run(self.session.close(), 5.0, "disconnect")
-            except Exception:
-                log.exception("IBKRBroker: error while disconnecting")
-        thread.stop()
-
-    def __enter__(self) -> IBKRBroker:
-        return self.connect()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.dispose()
+    def _connect_budget(self) -> float:
+        # connect (SessionClient): connect, check the accounts, reconcile; a BrokerError says why
+        return self.connect_timeout + 3 * self.request_timeout
 
     @property
     def connected(self) -> bool:
@@ -276,10 +249,7 @@ class IBKRBroker:
         return mask_account(self._account) if self._account else None
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
-        if self._thread is None:
-            coro.close()
-            raise IBKRDisconnected("IBKRBroker is not connected: call connect() first")
-        return self._thread.run(coro, timeout, what)
+        return self._call(coro, timeout, what)
 
     @property
     def _ib(self) -> Any:

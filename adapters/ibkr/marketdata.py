@@ -34,7 +34,6 @@ import math
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
@@ -48,7 +47,13 @@ from adapters.ibkr.errors import (
 )
 from adapters.ibkr.pacing import LineBudget, TokenBucket, contract_bucket, historical_bucket
 from adapters.ibkr.parsing import expiry_text, option_from_ib, parse_expiry
-from adapters.ibkr.session import DEFAULT_BACKOFF, IBSession, LoopThread, paced_request
+from adapters.ibkr.session import (
+    DEFAULT_BACKOFF,
+    IBSession,
+    LoopThread,
+    SessionClient,
+    paced_request,
+)
 from core.calendar import NY
 from core.marketdata import Bars, ChainSnapshot
 from core.models import OptionContract, Right
@@ -78,7 +83,7 @@ def _price(value: float) -> float:
     return float(value)
 
 
-class IBKRQuotes:
+class IBKRQuotes(SessionClient):
     """Market data from IB with a line budget and pacing (see the module docstring)."""
 
     def __init__(
@@ -112,6 +117,7 @@ class IBKRQuotes:
         self._historical = historical_limiter or historical_bucket()
         self._contracts_limiter = contract_limiter or contract_bucket()
         self._market_limiter = market_data_limiter or TokenBucket(capacity=50, rate=40.0)
+        self._thread_name = "ibkr-quotes"
         self._thread: LoopThread | None = None
         self.session = IBSession(
             host=host,
@@ -133,46 +139,12 @@ class IBKRQuotes:
         self.resubscriptions = 0
 
     # ------------------------------------------------------------------ life cycle
-    def connect(self) -> IBKRQuotes:
-        if self._thread is not None and self._thread.alive:
-            return self
-        self._thread = LoopThread(f"ibkr-quotes-{self.client_id}")
-        self._thread.start()
-        try:
-            self._run(self.session.start(), self.connect_timeout + self.request_timeout, "connect")
-        except BaseException:
-            self.dispose()
-            raise
-        return self
-
-    def dispose(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        if thread.alive:
-            try:
-                thread.run(self.session.close(), 5.0, "disconnect")
-            except Exception:
-                log.exception("IBKRQuotes: error while disconnecting")
-        thread.stop()
-
-    def __enter__(self) -> IBKRQuotes:
-        return self.connect()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.dispose()
+    def _connect_budget(self) -> float:
+        return self.connect_timeout + self.request_timeout
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
-        if self._thread is None:
-            coro.close()
-            raise QuotesError("IBKRQuotes is not connected: call connect() first")
         try:
-            return self._thread.run(coro, timeout, what)
+            return self._call(coro, timeout, what)
         except IBKRError as error:
             if isinstance(error, QuotesError):
                 raise

@@ -30,7 +30,8 @@ import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 from adapters.ibkr.account import mask_account
 from adapters.ibkr.errors import ErrorKind, IBKRDisconnected, IBKRError, classify
@@ -126,6 +127,65 @@ class LoopThread:
         if self._started and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
+
+
+class SessionClient:
+    """Life cycle shared by the IB adapters (``IBKRBroker``, ``IBKRQuotes``): one
+    :class:`IBSession` on its own :class:`LoopThread`; ``connect`` (idempotent; a failed start
+    disposes), ``dispose``, use as a context manager, and ``_call`` to run a coroutine there.
+
+    A subclass sets ``session``, ``client_id`` and ``_thread = None`` in its ``__init__`` and
+    says how long a connect may take (``_connect_budget``).
+    """
+
+    session: IBSession
+    client_id: int
+    _thread: LoopThread | None
+    _thread_name: str = "ibkr"
+
+    def _connect_budget(self) -> float:
+        raise NotImplementedError
+
+    def connect(self) -> Self:
+        if self._thread is not None and self._thread.alive:
+            return self
+        self._thread = LoopThread(f"{self._thread_name}-{self.client_id}")
+        self._thread.start()
+        try:
+            self._call(self.session.start(), self._connect_budget(), "connect")
+        except BaseException:
+            self.dispose()
+            raise
+        return self
+
+    def dispose(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if thread.alive:
+            try:
+                thread.run(self.session.close(), 5.0, "disconnect")
+            except Exception:
+                log.exception("%s: error while disconnecting", type(self).__name__)
+        thread.stop()
+
+    def __enter__(self) -> Self:
+        return self.connect()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.dispose()
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
+        """Run ``coro`` on the adapter's loop; ``IBKRDisconnected`` before ``connect()``."""
+        if self._thread is None:
+            coro.close()
+            raise IBKRDisconnected(f"{type(self).__name__} is not connected: call connect() first")
+        return self._thread.run(coro, timeout, what)
 
 
 class IBSession:
