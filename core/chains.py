@@ -7,10 +7,11 @@ never selected and its reason is kept, so callers can log what was skipped and w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,11 +45,8 @@ def quote_problems(snapshot: ChainSnapshot) -> list[str]:
 
 def _sane_quotes(bid: FloatArray, ask: FloatArray) -> BoolArray:
     """Rows where :func:`quote_problem` is "" (vectorised: a Python call per row would dominate a
-    chain scan)."""
-    with np.errstate(invalid="ignore"):
-        sane: BoolArray = (
-            np.isfinite(bid) & np.isfinite(ask) & (bid >= 0) & (ask > 0) & (bid <= ask)
-        )
+    chain scan). ``0 <= bid <= ask < inf`` and ``ask > 0``; NaN fails every comparison."""
+    sane: BoolArray = (bid >= 0.0) & (bid <= ask) & (ask > 0.0) & (ask < np.inf)
     return sane
 
 
@@ -154,30 +152,87 @@ def analyze_chain(
 ) -> ChainAnalysis:
     """Implied vol and delta from mids for every sane row; liquidity flags per STRATEGIES.md."""
     t = year_fraction(snapshot.at, expiry_close)
-    sane = _sane_quotes(snapshot.bid, snapshot.ask)
-    mid = np.where(sane, snapshot.mid, np.nan)
-    # NaN mids (bad quotes) come back INVALID_INPUT with NaN iv and delta; delta is bs_delta at
-    # the solved vol, computed in the same pass.
-    solved = implied_vol_delta(
-        mid, snapshot.spot, snapshot.strikes, t, snapshot.is_call, rate, dividend_yield
-    )
-    ok: BoolArray = solved.status == IVStatus.OK
-    spread = snapshot.ask - snapshot.bid
-    max_spread = np.maximum(rules.max_spread_abs, rules.max_spread_frac * mid)
-    oi = snapshot.open_interest
-    oi_ok = (oi < 0) | (oi >= rules.min_open_interest)
-    liquid: npt.NDArray[np.bool_] = (
-        ok & (snapshot.bid > rules.min_bid) & (spread <= max_spread + 1e-12) & oi_ok
-    )
+    iv, delta, status, liquid = _analyze_rows(
+        snapshot.bid, snapshot.ask, snapshot.open_interest, snapshot.spot, snapshot.strikes, t,
+        snapshot.is_call, rules, rate, dividend_yield,
+    )  # fmt: skip
     return ChainAnalysis(
         snapshot=snapshot,
         t=t,
-        iv=solved.iv,
-        delta=solved.delta,
+        iv=iv,
+        delta=delta,
         liquid=liquid,
-        valid=ok,
-        status=solved.status,
+        valid=status == IVStatus.OK,
+        status=status,
     )
+
+
+def analyze_chains(
+    chains: Sequence[tuple[ChainSnapshot, datetime]],
+    rules: LiquidityRules,
+    rate: float = 0.0,
+    dividend_yield: float = 0.0,
+) -> list[ChainAnalysis]:
+    """:func:`analyze_chain` of many (snapshot, expiry close) pairs: the same results, from one
+    pass of the pricing kernel over all their rows (a universe of many chains is dominated by the
+    fixed cost of each call otherwise). Raises as ``analyze_chain`` does for an expired chain."""
+    if not chains:
+        return []
+    ts = [year_fraction(snap.at, close) for snap, close in chains]
+    sizes = [len(snap) for snap, _ in chains]
+
+    def cat(name: str) -> npt.NDArray[Any]:
+        return np.concatenate([getattr(snap, name) for snap, _ in chains])
+
+    iv, delta, status, liquid = _analyze_rows(
+        cat("bid"), cat("ask"), cat("open_interest"),
+        np.repeat([snap.spot for snap, _ in chains], sizes), cat("strikes"),
+        np.repeat(ts, sizes), cat("is_call"), rules, rate, dividend_yield,
+    )  # fmt: skip
+    valid = status == IVStatus.OK
+    out = []
+    stop = 0
+    for (snap, _), t, n in zip(chains, ts, sizes, strict=True):
+        sl = slice(stop, stop + n)
+        stop += n
+        out.append(
+            ChainAnalysis(
+                snapshot=snap,
+                t=t,
+                iv=iv[sl],
+                delta=delta[sl],
+                liquid=liquid[sl],
+                valid=valid[sl],
+                status=status[sl],
+            )
+        )
+    return out
+
+
+def _analyze_rows(
+    bid: FloatArray,
+    ask: FloatArray,
+    open_interest: npt.NDArray[np.int64],
+    spot: float | FloatArray,
+    strikes: FloatArray,
+    t: float | FloatArray,
+    is_call: BoolArray,
+    rules: LiquidityRules,
+    rate: float,
+    dividend_yield: float,
+) -> tuple[FloatArray, FloatArray, Int8Array, BoolArray]:
+    """iv, delta, IV status and liquidity per row (the body of :func:`analyze_chain`)."""
+    sane = _sane_quotes(bid, ask)
+    mid = np.where(sane, (bid + ask) / 2.0, np.nan)
+    # NaN mids (bad quotes) come back INVALID_INPUT with NaN iv and delta; delta is bs_delta at
+    # the solved vol, computed in the same pass.
+    solved = implied_vol_delta(mid, spot, strikes, t, is_call, rate, dividend_yield)
+    ok = solved.status == IVStatus.OK
+    spread = ask - bid
+    max_spread = np.maximum(rules.max_spread_abs, rules.max_spread_frac * mid)
+    oi_ok = (open_interest < 0) | (open_interest >= rules.min_open_interest)
+    liquid: BoolArray = ok & (bid > rules.min_bid) & (spread <= max_spread + 1e-12) & oi_ok
+    return solved.iv, solved.delta, solved.status, liquid
 
 
 @dataclass(frozen=True, slots=True)

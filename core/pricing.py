@@ -175,18 +175,23 @@ class _Inputs(NamedTuple):
 
 
 def _prepare(is_call: npt.ArrayLike, *args: npt.ArrayLike) -> _Inputs:
-    """Broadcast ``is_call`` and the float arguments to one shape and flatten them."""
+    """Broadcast ``is_call`` and the float arguments to one shape and flatten them.
+
+    Written for the common case, where the per-call cost matters at chain size: float64 arrays of
+    one shape and Python floats are used as they are (np.broadcast_shapes alone costs ~3 us).
+    """
     flag = np.asarray(is_call, dtype=np.bool_)
-    floats = [np.asarray(a, dtype=np.float64) for a in args]
-    # np.broadcast_shapes costs ~3 us, a lot at chain size: skip it in the common case of
-    # scalars plus arrays of one and the same shape.
-    shapes = {f.shape for f in floats if f.ndim}
-    if flag.ndim:
-        shapes.add(flag.shape)
-    if len(shapes) <= 1:
-        shape: tuple[int, ...] = shapes.pop() if shapes else ()
-    else:
-        shape = np.broadcast_shapes(flag.shape, *(f.shape for f in floats))
+    floats = [
+        a if type(a) is np.ndarray and a.dtype == np.float64 else np.asarray(a, dtype=np.float64)
+        for a in args
+    ]
+    shape: tuple[int, ...] = flag.shape
+    for f in floats:
+        if f.ndim and f.shape != shape:
+            if shape:
+                shape = np.broadcast_shapes(flag.shape, *(g.shape for g in floats))
+                break
+            shape = f.shape
     size = math.prod(shape)
     return _Inputs(shape, tuple(_flat(f, shape, size) for f in floats), _flat(flag, shape, size))
 
@@ -194,6 +199,8 @@ def _prepare(is_call: npt.ArrayLike, *args: npt.ArrayLike) -> _Inputs:
 def _flat(a: npt.NDArray[_G], shape: tuple[int, ...], size: int) -> npt.NDArray[_G]:
     """``a`` broadcast to ``shape``, as a contiguous 1-d array (no copy when it already is)."""
     if a.shape == shape:
+        if a.ndim == 1 and a.flags.c_contiguous:
+            return a
         return np.ascontiguousarray(a).reshape(size)
     if a.ndim == 0:
         out = np.empty(size, dtype=a.dtype)

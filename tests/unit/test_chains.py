@@ -9,6 +9,7 @@ from core.chains import (
     ChainError,
     LiquidityRules,
     analyze_chain,
+    analyze_chains,
     combo_quote,
     quote_problem,
     quote_problems,
@@ -46,6 +47,23 @@ def test_analyze_chain_when_mid_under_intrinsic_then_problem_names_status_and_ro
     assert an.problems[deep_itm_call] == "no implied vol for mid 0.0200: BELOW_INTRINSIC"
     assert not an.valid[deep_itm_call] and np.isnan(an.iv[deep_itm_call])
     assert np.array_equal(an.valid, np.array([p == "" for p in an.problems]))
+
+
+def test_analyze_chains_when_many_chains_then_same_as_one_call_each():
+    chains = [
+        (make_chain(spot=590.0, bid=(3, np.nan)), CLOSE),
+        (make_chain(spot=412.3, vol=0.3, und="QQQ", oi=50), CLOSE),
+        (make_chain(spot=205.0, vol=0.25, und="IWM", at=datetime(2026, 11, 27, 12, 0, tzinfo=NY)), CLOSE),
+    ]  # fmt: skip
+    rules = LiquidityRules()
+    many = analyze_chains(chains, rules, rate=0.04, dividend_yield=0.01)
+    assert len(many) == 3 and analyze_chains([], rules) == []
+    for (snap, close), got in zip(chains, many, strict=True):
+        one = analyze_chain(snap, close, rules, rate=0.04, dividend_yield=0.01)
+        assert got.snapshot is snap and got.t == one.t
+        for name in ("iv", "delta", "liquid", "valid", "status"):
+            assert np.array_equal(getattr(got, name), getattr(one, name), equal_nan=True), name
+        assert got.problems == one.problems
 
 
 def test_analyze_chain_when_bad_quotes_then_rows_skipped_with_reason_and_never_selected():
