@@ -20,7 +20,20 @@ $(VENV)/.synced-%: requirements/%.lock
 	@rm -f $(VENV)/.synced-*; touch $@
 
 venv: $(VENV)/.synced-dev
-venv-bench: $(VENV)/.synced-bench
+
+# Benchmark peers (requirements/bench.in) live in their own venv so the dev venv stays as locked.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+$(BENCH_VENV)/.synced: requirements/bench.lock
+	@UVBIN=$$(command -v uv || echo "$$($(PYTHON) -m site --user-base)/bin/uv"); \
+	  if ! [ -x "$$UVBIN" ]; then $(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv; \
+	    UVBIN=$$(command -v uv || echo "$$($(PYTHON) -m site --user-base)/bin/uv"); fi; \
+	  [ -x $(BENCH_PY) ] || $$UVBIN venv --quiet --python $(PYTHON) $(BENCH_VENV); \
+	  $$UVBIN pip sync --quiet --python $(BENCH_PY) --require-hashes requirements/bench.lock && \
+	  $$UVBIN pip install --quiet --python $(BENCH_PY) --no-deps --no-build-isolation -e .
+	@touch $@
+
+venv-bench: $(BENCH_VENV)/.synced
 
 demo: venv
 	$(VENV)/bin/dte demo --date $(DATE) --seed $(SEED)
@@ -56,8 +69,12 @@ worker: venv
 	$(NOTRACK) PREFECT_API_URL=$${PREFECT_API_URL:-$(LOCAL_API)} DTE_HOME=$(CURDIR) \
 	  $(VENV)/bin/prefect worker start --pool dte-process
 
+# Scripts that print (best-of timings and ratios against the peers), never tests: README "Performance".
+# Each script sets one thread per library itself; pricing.py also pins itself to one CPU.
 bench: venv-bench
-	$(PY) bench/pricing.py
+	$(BENCH_PY) bench/pricing.py
+	$(BENCH_PY) bench/backtest_peers.py
+	$(BENCH_PY) bench/loop.py
 
 # Re-pin after editing requirements/*.in (hashes, no registry URLs, never uv.lock).
 lock:
