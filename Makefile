@@ -73,7 +73,7 @@ worker: venv
 # Each script sets one thread per library itself; pricing.py also pins itself to one CPU.
 bench: venv-bench
 	$(BENCH_PY) bench/pricing.py
-	$(BENCH_PY) bench/backtest_peers.py
+	$(BENCH_PY) bench/backtest.py
 	$(BENCH_PY) bench/loop.py
 
 # Re-pin after editing requirements/*.in (hashes, no registry URLs, never uv.lock).
