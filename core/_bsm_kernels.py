@@ -289,7 +289,7 @@ def price_into(
 
 
 @_jit
-def _delta1(
+def delta1(
     s_: float,
     k_: float,
     t_: float,
@@ -300,8 +300,8 @@ def _delta1(
     eq: float,
     sqrt_t: float,
 ) -> float:
-    """Delta of one valid row; ``eq = e^{-qT}``, ``sqrt_t = sqrt(T)`` (shared by bs_delta and
-    implied_vol_delta, so both give the same bits for the same vol)."""
+    """Delta of one valid row; ``eq = e^{-qT}``, ``sqrt_t = sqrt(T)`` (shared by bs_delta,
+    implied_vol_delta and the chain scan, so all give the same bits for the same vol)."""
     s = v_ * sqrt_t
     d1 = (math.log(s_ / k_) + (r_ - q_) * t_) / max(s, _TINY) + 0.5 * s
     return w * (s_ * eq / s_) * ncdf1(w * d1)
@@ -329,7 +329,7 @@ def delta_into(
         if not (t_ == t0 and q_ == q0):  # a chain shares t and q
             t0, q0 = t_, q_
             eq, sqrt_t = math.exp(-q_ * t_), math.sqrt(t_)
-        delta[i] = _delta1(s_, k_, t_, v_, r_, q_, 1.0 if is_call[i] else -1.0, eq, sqrt_t)
+        delta[i] = delta1(s_, k_, t_, v_, r_, q_, 1.0 if is_call[i] else -1.0, eq, sqrt_t)
 
 
 @_jit
@@ -525,6 +525,48 @@ def _solve1(
 
 
 @_jit
+def valid_iv_inputs(p: float, s_: float, k_: float, t_: float, r_: float, q_: float) -> bool:
+    """Finite inputs with S, K, T > 0 and a price >= 0 (else ``INVALID_INPUT``)."""
+    return (s_ > 0.0 and k_ > 0.0 and t_ > 0.0 and p >= 0.0) and math.isfinite(
+        p + s_ + k_ + t_ + r_ + q_
+    )
+
+
+@_jit
+def iv1(
+    p: float,
+    s_: float,
+    k_: float,
+    call: bool,
+    eq: float,
+    er: float,
+    sqrt_t: float,
+    vol_low: float,
+    vol_high: float,
+    tol: float,
+    max_iter: int,
+) -> tuple[float, int]:
+    """(implied vol, IVStatus) of one row with valid inputs; ``eq = e^{-qT}``, ``er = e^{-rT}``,
+    ``sqrt_t = sqrt(T)``. The vol is NaN unless the status is OK."""
+    w = 1.0 if call else -1.0
+    sdq = s_ * eq  # S e^{-qT} = F e^{-rT}
+    kdr = k_ * er  # K e^{-rT}
+    fwd_intrinsic = w * (sdq - kdr)  # discounted w (F - K)
+    if p < max(fwd_intrinsic, 0.0) - _BELOW_TOL * s_:
+        return _NAN, _BELOW
+    if p >= (sdq if call else kdr):
+        return _NAN, _ABOVE
+    s_lo, s_hi = vol_low * sqrt_t, vol_high * sqrt_t
+    s = _solve1(p, fwd_intrinsic, sdq, kdr, w, s_lo, s_hi, tol, max_iter)
+    # exactly vol_low / vol_high at the clamps (s_hi / sqrt_t need not round to vol_high)
+    if s >= s_hi:
+        return vol_high, _OK
+    if s <= s_lo:
+        return vol_low, _OK
+    return _fmin(_fmax(s / sqrt_t, vol_low), vol_high), _OK
+
+
+@_jit
 def iv_into(
     price: FloatArray,
     spot: FloatArray,
@@ -550,35 +592,16 @@ def iv_into(
         iv[i] = _NAN
         if with_delta:
             delta[i] = _NAN
-        if not (s_ > 0.0 and k_ > 0.0 and t_ > 0.0 and p >= 0.0) or not math.isfinite(
-            p + s_ + k_ + t_ + r_ + q_
-        ):
+        if not valid_iv_inputs(p, s_, k_, t_, r_, q_):
             status[i] = _INVALID
             continue
         if not (t_ == t0 and r_ == r0 and q_ == q0):  # a chain shares t, r and q
             t0, r0, q0 = t_, r_, q_
             eq, er, sqrt_t = math.exp(-q_ * t_), math.exp(-r_ * t_), math.sqrt(t_)
         call = is_call[i]
-        w = 1.0 if call else -1.0
-        sdq = s_ * eq  # S e^{-qT} = F e^{-rT}
-        kdr = k_ * er  # K e^{-rT}
-        fwd_intrinsic = w * (sdq - kdr)  # discounted w (F - K)
-        if p < max(fwd_intrinsic, 0.0) - _BELOW_TOL * s_:
-            status[i] = _BELOW
-            continue
-        if p >= (sdq if call else kdr):
-            status[i] = _ABOVE
-            continue
-        status[i] = _OK
-        s_lo, s_hi = vol_low * sqrt_t, vol_high * sqrt_t
-        s = _solve1(p, fwd_intrinsic, sdq, kdr, w, s_lo, s_hi, tol, max_iter)
-        # exactly vol_low / vol_high at the clamps (s_hi / sqrt_t need not round to vol_high)
-        if s >= s_hi:
-            vol = vol_high
-        elif s <= s_lo:
-            vol = vol_low
-        else:
-            vol = _fmin(_fmax(s / sqrt_t, vol_low), vol_high)
+        vol, code = iv1(p, s_, k_, call, eq, er, sqrt_t, vol_low, vol_high, tol, max_iter)
+        status[i] = code
         iv[i] = vol
-        if with_delta:
-            delta[i] = _delta1(s_, k_, t_, vol, r_, q_, w, eq, sqrt_t)
+        if with_delta and code == _OK:
+            w = 1.0 if call else -1.0
+            delta[i] = delta1(s_, k_, t_, vol, r_, q_, w, eq, sqrt_t)

@@ -18,7 +18,15 @@ import numpy.typing as npt
 
 from core.marketdata import BoolArray, ChainSnapshot, FloatArray
 from core.models import OptionContract, Right, Side, Spread, to_cents
-from core.pricing import Int8Array, IVStatus, implied_vol_delta, year_fraction
+from core.pricing import (
+    IV_MAX_ITER,
+    IV_TOL,
+    VOL_HIGH,
+    VOL_LOW,
+    Int8Array,
+    IVStatus,
+    year_fraction,
+)
 
 _IV_STATUS_NAMES = {int(s): s.name for s in IVStatus}
 
@@ -221,18 +229,42 @@ def _analyze_rows(
     rate: float,
     dividend_yield: float,
 ) -> tuple[FloatArray, FloatArray, Int8Array, BoolArray]:
-    """iv, delta, IV status and liquidity per row (the body of :func:`analyze_chain`)."""
-    sane = _sane_quotes(bid, ask)
-    mid = np.where(sane, (bid + ask) / 2.0, np.nan)
-    # NaN mids (bad quotes) come back INVALID_INPUT with NaN iv and delta; delta is bs_delta at
-    # the solved vol, computed in the same pass.
-    solved = implied_vol_delta(mid, spot, strikes, t, is_call, rate, dividend_yield)
-    ok = solved.status == IVStatus.OK
-    spread = ask - bid
-    max_spread = np.maximum(rules.max_spread_abs, rules.max_spread_frac * mid)
-    oi_ok = (open_interest < 0) | (open_interest >= rules.min_open_interest)
-    liquid: BoolArray = ok & (bid > rules.min_bid) & (spread <= max_spread + 1e-12) & oi_ok
-    return solved.iv, solved.delta, solved.status, liquid
+    """iv, delta, IV status and liquidity per row (the body of :func:`analyze_chain`).
+
+    Per row: a quote with a :func:`quote_problem` gets status ``INVALID_INPUT``; otherwise its mid
+    gets an implied vol (``implied_vol``'s defaults) and, where that is OK, the delta at that vol
+    (``implied_vol_delta``, bit for bit) and the liquidity rules. One compiled pass
+    (``core._chain_kernels``): at chain size the numpy form cost more in dispatch than in work.
+    """
+    from core import _chain_kernels as kern
+
+    n = bid.shape[0]
+    iv = np.empty(n, dtype=np.float64)
+    delta = np.empty(n, dtype=np.float64)
+    status = np.empty(n, dtype=np.int8)
+    liquid = np.empty(n, dtype=np.bool_)
+    kern.chain_rows_into(
+        _f64(bid), _f64(ask), np.ascontiguousarray(open_interest, dtype=np.int64),
+        _f64(strikes), np.ascontiguousarray(is_call, dtype=np.bool_),
+        _per_row(spot, n), _per_row(t, n),
+        float(rate), float(dividend_yield), VOL_LOW, VOL_HIGH, IV_TOL, IV_MAX_ITER,
+        float(rules.min_bid), float(rules.max_spread_abs), float(rules.max_spread_frac),
+        int(rules.min_open_interest), iv, delta, status, liquid,
+    )  # fmt: skip
+    return iv, delta, status, liquid
+
+
+def _f64(a: npt.ArrayLike) -> FloatArray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _per_row(value: float | FloatArray, n: int) -> FloatArray:
+    """A float repeated ``n`` times, or the per-row array itself (contiguous float64)."""
+    if isinstance(value, np.ndarray):
+        return _f64(value)
+    out = np.empty(n, dtype=np.float64)
+    out.fill(value)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,6 +297,12 @@ class IVStatus(IntEnum):
     INVALID_INPUT = 3  # NaN/inf or non-positive S, K, T; negative or NaN price
 
 
+VOL_LOW, VOL_HIGH = 1e-4, 10.0
+"""Default bounds of :func:`implied_vol`: a solvable quote gets an iv in ``[VOL_LOW, VOL_HIGH]``."""
+IV_TOL, IV_MAX_ITER = 1e-10, 100
+"""Default tolerance (relative to vol) and iteration cap of :func:`implied_vol`."""
+
+
 class IVResult(NamedTuple):
     """Implied vols and statuses; ``iv`` is NaN exactly where ``status != IVStatus.OK``."""
 
@@ -313,10 +319,10 @@ def implied_vol(
     r: npt.ArrayLike = 0.0,
     q: npt.ArrayLike = 0.0,
     *,
-    vol_low: float = 1e-4,
-    vol_high: float = 10.0,
-    tol: float = 1e-10,
-    max_iter: int = 100,
+    vol_low: float = VOL_LOW,
+    vol_high: float = VOL_HIGH,
+    tol: float = IV_TOL,
+    max_iter: int = IV_MAX_ITER,
 ) -> IVResult:
     """Black-Scholes-Merton implied vol of ``price`` (vectorised, bracketed, never NaN when valid).
 
@@ -362,10 +368,10 @@ def implied_vol_delta(
     r: npt.ArrayLike = 0.0,
     q: npt.ArrayLike = 0.0,
     *,
-    vol_low: float = 1e-4,
-    vol_high: float = 10.0,
-    tol: float = 1e-10,
-    max_iter: int = 100,
+    vol_low: float = VOL_LOW,
+    vol_high: float = VOL_HIGH,
+    tol: float = IV_TOL,
+    max_iter: int = IV_MAX_ITER,
 ) -> IVDelta:
     """:func:`implied_vol` and, in the same pass, ``bs_delta`` at the solved vol.
 

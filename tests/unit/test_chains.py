@@ -15,7 +15,7 @@ from core.chains import (
     quote_problems,
 )
 from core.models import Right
-from core.pricing import ExpiredContractError
+from core.pricing import ExpiredContractError, IVStatus, implied_vol_delta
 from core.spreads import bull_call_debit, iron_condor
 from tests.builders import AT, CLOSE, DAY, c, make_chain
 
@@ -64,6 +64,34 @@ def test_analyze_chains_when_many_chains_then_same_as_one_call_each():
         for name in ("iv", "delta", "liquid", "valid", "status"):
             assert np.array_equal(getattr(got, name), getattr(one, name), equal_nan=True), name
         assert got.problems == one.problems
+
+
+def test_analyze_chain_when_compared_with_the_rules_in_numpy_then_identical():
+    # the compiled row loop against the documented steps: quote_problem, the mid's implied vol
+    # and delta (implied_vol_delta), the liquidity rules
+    rng = np.random.default_rng(3)
+    rows = rng.choice(82, 24, replace=False)
+    snap = make_chain(
+        bid=(rows[:12], [np.nan, -0.5, 3.0, np.inf, 0.0, 0.0, 0.01, 2.5, 0.3, 0.0, 1.0, 0.05]),
+        ask=(rows[:12], [1.0, 0.2, 2.0, np.inf, 0.0, 0.4, 0.02, 2.5, np.nan, 9.0, 9.0, 0.07]),
+        open_interest=(rows[12:], rng.choice([-1, 0, 99, 100, 5000], 12)),
+    )
+    rules = LiquidityRules(min_bid=0.01, max_spread_abs=0.08, max_spread_frac=0.12)
+    an = analyze_chain(snap, CLOSE, rules, rate=0.045, dividend_yield=0.012)
+
+    sane = np.array([quote_problem(b, a) == "" for b, a in zip(snap.bid, snap.ask, strict=True)])
+    mid = np.where(sane, (snap.bid + snap.ask) / 2.0, np.nan)
+    want = implied_vol_delta(mid, snap.spot, snap.strikes, an.t, snap.is_call, 0.045, 0.012)
+    ok = want.status == IVStatus.OK
+    oi = snap.open_interest
+    with np.errstate(invalid="ignore"):  # inf - inf
+        spread_ok = snap.ask - snap.bid <= np.maximum(0.08, 0.12 * mid) + 1e-12
+    liquid = ok & (snap.bid > 0.01) & spread_ok & ((oi < 0) | (oi >= 100))
+    assert np.array_equal(an.status, want.status)
+    assert np.array_equal(an.iv, want.iv, equal_nan=True)
+    assert np.array_equal(an.delta, want.delta, equal_nan=True)
+    assert np.array_equal(an.valid, ok) and np.array_equal(an.liquid, liquid)
+    assert 0 < liquid.sum() < ok.sum() < sane.sum() < len(snap)
 
 
 def test_analyze_chain_when_bad_quotes_then_rows_skipped_with_reason_and_never_selected():
