@@ -9,7 +9,8 @@ Invariants:
   retry or a rerun after a crash never places the same intent twice;
 * a broker rejection marks the intent REJECTED with the broker's reason and counts as an error;
 * one run at a time works an intent's order: it claims the intent in the ledger first
-  (``TradeStore.claim_intent``, a lease on the wall clock renewed at every walk step and released
+  (``TradeStore.claim_intent``, a lease on the wall clock renewed during the walk once half of
+  it has passed, and released
   at the end). Another run that asks meanwhile (the Smart-0DTE loop flattening on HALT while a
   Mag7 check closes the same spread) leaves it alone; a claim whose process died on this host,
   or whose lease ran out, is taken over by recovery.
@@ -83,10 +84,6 @@ def _claim(store: TradeStore, cid: str, owner: str) -> str | None:
         log.warning("%s: taking over from %s (process gone)", cid, holder)
         holder = store.take_over_intent(cid, owner, holder, now + CLAIM_LEASE)
     return holder
-
-
-def _lease_end() -> datetime:
-    return datetime.now(UTC) + CLAIM_LEASE
 
 
 class ClaimLost(RuntimeError):
@@ -283,6 +280,7 @@ def _place_and_walk(
 ) -> ExecutionResult:
     cid = intent.client_order_id
     placed = False
+    claimed_at = datetime.now(UTC)  # execute_intent claimed it just now
     order = broker.find(cid)
     if order is None:
         try:
@@ -315,8 +313,11 @@ def _place_and_walk(
         if order.status is not OrderStatus.WORKING:
             break
         clock.sleep_until(clock.now() + timedelta(seconds=step))
-        if (holder := store.claim_intent(cid, owner, datetime.now(UTC), _lease_end())) is not None:
-            raise ClaimLost(f"taken over by {holder} during the walk; this run stops here")
+        if datetime.now(UTC) - claimed_at >= CLAIM_LEASE / 2:
+            claimed_at = datetime.now(UTC)
+            holder = store.claim_intent(cid, owner, claimed_at, claimed_at + CLAIM_LEASE)
+            if holder is not None:
+                raise ClaimLost(f"taken over by {holder} during the walk; this run stops here")
         current = broker.find(cid)
         if current is None:
             raise BrokerError(f"broker lost order {cid}")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from adapters.store import TradeStore
 from core.calendar import next_trading_day
 from core.models import IntentStatus, Position, SignalKind, SystemName
-from core.orders import close_intent
+from core.orders import close_intent, walk_prices
 from tasks import trading
 from tasks.execution import CLAIM_LEASE, execute_intent, run_owner
 from tasks.runtime import Runtime, build_runtime
@@ -231,3 +232,41 @@ def test_flatten_when_part_closed_on_an_earlier_day_then_rest_closed_with_a_new_
         assert monday.store.open_positions() == []
     finally:
         monday.close()
+
+
+class StallingClock:
+    """The run's clock (a ``Clock``) that, at the walk's second step, lets another run take the
+    intent over, as if this process had stalled past its lease."""
+
+    def __init__(self, inner, store: TradeStore, cid: str) -> None:
+        self.inner, self.store, self.cid, self.steps = inner, store, cid, 0
+
+    def now(self) -> datetime:
+        return self.inner.now()
+
+    def sleep_until(self, t: datetime) -> None:
+        self.steps += 1
+        if self.steps == 2:  # this run's lease (0 s in the test) has run out: OTHER claims
+            wall = datetime.now(UTC)
+            assert self.store.claim_intent(self.cid, OTHER, wall, wall + timedelta(hours=1)) is None
+        self.inner.sleep_until(t)
+
+
+def test_execute_intent_when_taken_over_mid_walk_then_stops_touching_the_order(
+    rt: Runtime, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tasks.execution.CLAIM_LEASE", timedelta(0))  # renew at every step
+    spread = call_debit(chain_now(rt))
+    q = quote_of(rt, spread)
+    start, worst = q.mid - Decimal("0.09"), q.mid - Decimal("0.01")  # never fills: walks
+    intent = entry(rt, spread, start, worst)
+    clock = StallingClock(rt.clock, rt.store, intent.client_order_id)
+
+    result = execute_intent(intent, rt.broker, rt.store, clock, WALK, SignalKind.MOMENTUM)
+
+    assert "taken over by" in result.reason and OTHER in result.reason
+    assert result.status is IntentStatus.SUBMITTED  # left working for the run that holds it
+    order = rt.broker.find(intent.client_order_id)
+    # one step walked before the take-over (the walk's second price), none after it
+    assert order is not None and order.limit_price == walk_prices(start, worst, WALK.steps)[1]
+    assert paper_counts(db_url) == (1, 0)
