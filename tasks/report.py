@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 from adapters.store import TradeStore
 from core.calendar import NY, Session, next_trading_day, previous_trading_day
 from core.models import IntentAction, IntentStatus, PositionStatus, RiskLimits, SystemName
+from core.pnl import base_id, day_pnl, is_carried
 from systems.mag7.config import DEFAULT as MAG7_DEFAULT
 from systems.mag7.config import IVConfig
 
@@ -42,6 +43,8 @@ class DaySummary:
     risk_event_kinds: dict[str, int]
     final_state: str
     system: SystemName = SystemName.SMART0DTE
+    # today's P&L as the daily-loss limit counts it: carried positions from the prior close
+    day_pnl: Decimal | None = None
 
     def as_rows(self) -> list[tuple[str, str]]:
         return [
@@ -59,10 +62,23 @@ class DaySummary:
             ),
             ("realised P&L (after commissions)", f"{self.realized:,.2f}"),
             ("unrealised P&L", f"{self.unrealized:,.2f}"),
+            *(
+                [("P&L today from the prior close (daily-loss basis)", f"{self.day_pnl:,.2f}")]
+                if self.day_pnl is not None
+                else []
+            ),
             ("commissions", f"{self.commissions:,.2f}"),
             ("risk events", str(self.risk_events)),
             ("trading state", self.final_state),
         ]
+
+
+def _money(value: Decimal | None) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+def _sum(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+    return None if a is None or b is None else a + b
 
 
 def summarize(
@@ -74,7 +90,8 @@ def summarize(
     its whole P&L since entry (a Mag7 position held over days lands on its closing day).
     Unrealised: Mag7's last mark of the day (its management checks mark its positions only);
     Smart-0DTE's loop marks are account-wide, so they are used only while a 0DTE position is
-    still open (after the close-out it is 0).
+    still open (after the close-out it is 0). Marks count carried positions from the prior
+    close, as does ``day_pnl``: today's realised P&L on that basis plus the unrealised.
     """
     intents = store.intents(day=day, system=system)
     fills = store.fills(day=day, system=system)
@@ -97,6 +114,9 @@ def summarize(
         unrealized = marks[-1].unrealized if (still_open and marks) else Decimal("0")
     else:
         unrealized = marks[-1].unrealized if marks else Decimal("0")
+    carried = {base_id(p.position_id) for p in closed if is_carried(p, day)}
+    baselines = store.baseline_marks(carried, day) if carried else {}
+    today = day_pnl(closed, day, {}, baselines)
     return DaySummary(
         day=day,
         signals=len(store.signals(day=day, system=system)),
@@ -115,6 +135,7 @@ def summarize(
         risk_event_kinds=dict(Counter(e.kind for e in events)),
         final_state=state.state.value if state else "ACTIVE",
         system=system,
+        day_pnl=today.realized + unrealized,
     )
 
 
@@ -401,6 +422,8 @@ def markdown(
         f"{summary.realized + mag7.realized:,.2f} |",
         f"| unrealised P&L | {summary.unrealized:,.2f} | {mag7.unrealized:,.2f} | "
         f"{summary.unrealized + mag7.unrealized:,.2f} |",
+        f"| P&L today from the prior close (daily-loss basis) | {_money(summary.day_pnl)} | "
+        f"{_money(mag7.day_pnl)} | {_money(_sum(summary.day_pnl, mag7.day_pnl))} |",
         f"| orders placed | {summary.orders_placed} | {mag7.orders_placed} | "
         f"{summary.orders_placed + mag7.orders_placed} |",
         f"| open positions now | {summary.positions_open_now} | {mag7.positions_open_now} | "

@@ -288,9 +288,12 @@ def update_risk(rt: Runtime, obs: Observation | None) -> StateChange:
     open_positions = rt.store.open_positions()
     current_marks = marks(rt, open_positions, obs)
     by_system = day_pnl_by_system(rt, open_positions, current_marks)
-    total = sum((p.total for p in by_system.values()), Decimal("0"))
-    # the account's P&L decides the state; the mark is Smart-0DTE's share (Mag7 marks its own)
-    rt.store.record_pnl_mark(SMART, now, by_system[SMART].realized, by_system[SMART].unrealized)
+    realized = sum((p.realized for p in by_system.values()), Decimal("0"))
+    unrealized = sum((p.unrealized for p in by_system.values()), Decimal("0"))
+    total = realized + unrealized
+    # the loop's mark is the account's (both systems): the report's account line and risk chart;
+    # Mag7 records its own share at its checks
+    rt.store.record_pnl_mark(SMART, now, realized, unrealized)
     errors = len(rt.store.risk_events(day=day, kinds=ERROR_KINDS))
     before = current_state(rt)
     change = evaluate_state(before, total, errors, rt.limits)

@@ -143,3 +143,26 @@ def test_baseline_marks_when_several_days_then_latest_before_the_day(store: Trad
     assert store.baseline_marks(["mag7-O-1"], monday) == {"mag7-O-1": Decimal("1.35")}
     tuesday = date(2026, 12, 1)
     assert store.baseline_marks(["mag7-O-1"], tuesday) == {"mag7-O-1": Decimal("1.62")}
+
+
+def test_summarize_when_carried_position_closed_then_day_pnl_from_prior_close(
+    store: TradeStore,
+) -> None:
+    """The report's daily-loss-basis row: a Mag7 spread opened Friday at 1.50 (8 units), marked
+    1.80 at Friday's close, closed Monday at 1.20: realised since entry -240 - costs, but today's
+    loss is from 1.80."""
+    from tasks.report import summarize
+
+    monday = date(2026, 11, 30)
+    pos = mag7_position()
+    store.open_position(pos, "mag7-O-1")
+    store.record_position_marks(DAY, ny(12, 59), {"mag7-O-1": Decimal("1.80")})
+    store.close_position(
+        "mag7-O-1", Decimal("1.20"), Decimal("10.40"), ny(11, 0, monday), "mag7-C-1"
+    )
+
+    summary = summarize(store, monday, MAG7)
+
+    assert summary.realized == Decimal("-240.00") - Decimal("10.40") - Decimal("10.40")
+    assert summary.day_pnl == Decimal("-480.00") - Decimal("10.40")
+    assert ("P&L today from the prior close (daily-loss basis)", "-490.40") in summary.as_rows()
