@@ -76,7 +76,7 @@ def _holder_is_gone(holder: str) -> bool:
     return False
 
 
-def _claim(store: TradeStore, cid: str, owner: str) -> str | None:
+def claim(store: TradeStore, cid: str, owner: str) -> str | None:
     """Claim ``cid`` for ``owner``; None on success, else the live holder."""
     now = datetime.now(UTC)
     holder = store.claim_intent(cid, owner, now, now + CLAIM_LEASE)
@@ -232,7 +232,7 @@ def execute_intent(
     else:
         intent = stored.intent  # the persisted intent wins over a re-derived one
     owner = owner or run_owner()
-    holder = _claim(store, cid, owner)
+    holder = claim(store, cid, owner)
     if holder is not None:
         current = store.intent_by_client_id(cid)
         status = current.status if current is not None else IntentStatus.PENDING

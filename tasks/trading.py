@@ -43,7 +43,7 @@ from systems.smart0dte.strategy import (
     plan_entries,
     plan_exits,
 )
-from tasks.execution import ERROR_KINDS, ExecutionResult, execute_intent
+from tasks.execution import ERROR_KINDS, ExecutionResult, claim, execute_intent, run_owner
 from tasks.runtime import Runtime
 
 log = logging.getLogger("dte.trading")
@@ -598,10 +598,18 @@ def recover(
     now = rt.clock.now()
     cutoff = cutoff if cutoff is not None else rt.smart.cutoff(rt.session)
     walk = walk if walk is not None else rt.smart.walk
+    me = run_owner()
     for stored in rt.store.intents(
         system=system, statuses=(IntentStatus.PENDING, IntentStatus.SUBMITTED)
     ):
         intent = stored.intent
+        # another live run may be working it right now (between persist and submit, or walking):
+        # neither resume nor drop it; its claim is released or taken over once that run is gone
+        if (holder := claim(rt.store, intent.client_order_id, me)) is not None:
+            log.info(
+                "%s: worked by another run (%s); not recovered", intent.client_order_id, holder
+            )
+            continue
         at_broker = rt.broker.find(intent.client_order_id)
         stale = intent.created_at.astimezone(NY).date() != rt.session.day or (
             intent.action is IntentAction.OPEN and now >= cutoff
@@ -613,6 +621,7 @@ def recover(
                 "never reached the broker; stale after restart",
                 at=now,
             )
+            rt.store.release_intent(intent.client_order_id, me)
             rt.store.record_risk_event(
                 "recovery",
                 "warning",

@@ -270,3 +270,29 @@ def test_execute_intent_when_taken_over_mid_walk_then_stops_touching_the_order(
     # one step walked before the take-over (the walk's second price), none after it
     assert order is not None and order.limit_price == walk_prices(start, worst, WALK.steps)[1]
     assert paper_counts(db_url) == (1, 0)
+
+
+def test_recover_when_another_live_run_holds_a_pending_intent_then_neither_sent_nor_dropped(
+    rt: Runtime, db_url: str
+) -> None:
+    """A flow starting while another run sits between persist and submit: its recovery must not
+    submit the intent (a second order) nor drop it as stale (the other run is about to send it)."""
+    spread = call_debit(chain_now(rt))
+    q = quote_of(rt, spread)
+    intent = entry(rt, spread, q.ask, q.ask)
+    rt.store.save_intent(intent)
+    now = datetime.now(UTC)
+    rt.store.claim_intent(intent.client_order_id, OTHER, now, now + CLAIM_LEASE)
+    rt.clock.sleep_until(rt.smart.cutoff(rt.session))  # past the entry cut-off: "stale"
+
+    assert trading.recover(rt) == []
+
+    stored = rt.store.intent_by_client_id(intent.client_order_id)
+    assert stored is not None and stored.status is IntentStatus.PENDING
+    assert paper_counts(db_url) == (0, 0)
+    # the other run is gone (its lease ran out): the next recovery drops it as stale
+    rt.store.release_intent(intent.client_order_id, OTHER)
+    assert trading.recover(rt) == []
+    stored = rt.store.intent_by_client_id(intent.client_order_id)
+    assert stored is not None and stored.status is IntentStatus.CANCELLED
+    assert paper_counts(db_url) == (0, 0)
