@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -202,31 +202,26 @@ class PaperBroker:
     def _commission(self, spread: Spread, quantity: int) -> Decimal:
         return self._cfg.commission_per_contract * contracts_per_unit(spread) * quantity
 
-    def _evaluate(
-        self, conn: sa.Connection, row: sa.Row[tuple[object, ...]], now: datetime
-    ) -> None:
-        if row.status != OrderStatus.WORKING.value:
-            return
-        if not is_market_open(now):
-            return
-        spread = spread_from_json(row.spread)
+    def _evaluate(self, conn: sa.Connection, order: BrokerOrder, now: datetime) -> BrokerOrder:
+        """Fill ``order`` now if its limit is fillable against the quote; its view afterwards."""
+        if order.status is not OrderStatus.WORKING or not is_market_open(now):
+            return order
         try:
-            quote = self.combo_quote(spread, now)
+            quote = self.combo_quote(order.spread, now)
         except (ChainError, MarketDataError):
-            return
-        side = Side(row.side)
-        price = self._fill_price(side, Decimal(row.limit_price), quote)
+            return order
+        price = self._fill_price(order.side, order.limit_price, quote)
         if price is None:
-            return
-        commission = self._commission(spread, row.quantity)
+            return order
+        commission = self._commission(order.spread, order.quantity)
         conn.execute(
             FILLS.insert().values(
-                exec_id=f"{row.broker_order_id}-x1",
-                broker_order_id=row.broker_order_id,
-                client_order_id=row.client_order_id,
-                side=row.side,
-                spread=row.spread,
-                quantity=row.quantity,
+                exec_id=f"{order.broker_order_id}-x1",
+                broker_order_id=order.broker_order_id,
+                client_order_id=order.client_order_id,
+                side=order.side.value,
+                spread=spread_to_json(order.spread),
+                quantity=order.quantity,
                 price=price,
                 commission=commission,
                 at=now.isoformat(),
@@ -234,23 +229,32 @@ class PaperBroker:
         )
         conn.execute(
             ORDERS.update()
-            .where(ORDERS.c.broker_order_id == row.broker_order_id)
+            .where(ORDERS.c.broker_order_id == order.broker_order_id)
             .values(
                 status=OrderStatus.FILLED.value,
-                filled_quantity=row.quantity,
+                filled_quantity=order.quantity,
                 avg_fill_price=price,
                 updated_at=now.isoformat(),
             )
         )
+        return replace(
+            order,
+            status=OrderStatus.FILLED,
+            filled_quantity=order.quantity,
+            avg_fill_price=Decimal(price).quantize(Decimal("0.0001")),
+        )
 
-    def _sweep(self) -> None:
+    def _sweep(self) -> dict[str, BrokerOrder]:
+        """Evaluate every working order now; their views afterwards by client order id."""
         now = self._clock.now()
         with self._engine.begin() as conn:
             rows = conn.execute(
                 ORDERS.select().where(ORDERS.c.status == OrderStatus.WORKING.value)
             ).all()
-            for row in rows:
-                self._evaluate(conn, row, now)
+            return {
+                str(row.client_order_id): self._evaluate(conn, self._to_order(row), now)
+                for row in rows
+            }
 
     @staticmethod
     def _to_order(row: sa.Row[tuple[object, ...]]) -> BrokerOrder:
@@ -290,10 +294,7 @@ class PaperBroker:
             with self._engine.begin() as conn:
                 existing = self._row(conn, intent.client_order_id)
                 if existing is not None:
-                    self._evaluate(conn, existing, now)
-                    refreshed = self._row(conn, intent.client_order_id)
-                    assert refreshed is not None
-                    return self._to_order(refreshed)
+                    return self._evaluate(conn, self._to_order(existing), now)
             check_submission(intent, now, self._quotes)
             with self._engine.begin() as conn:
                 broker_order_id = f"P-{uuid.uuid4().hex[:16]}"
@@ -312,16 +313,25 @@ class PaperBroker:
                         updated_at=now.isoformat(),
                     )
                 )
-                row = self._row(conn, intent.client_order_id)
-                assert row is not None
-                self._evaluate(conn, row, now)
-                row = self._row(conn, intent.client_order_id)
-                assert row is not None
-                return self._to_order(row)
+                order = BrokerOrder(
+                    broker_order_id=broker_order_id,
+                    client_order_id=intent.client_order_id,
+                    side=intent.combo_side,
+                    spread=intent.spread,
+                    quantity=intent.quantity,
+                    limit_price=Decimal(intent.limit_price).quantize(Decimal("0.0001")),
+                    status=OrderStatus.WORKING,
+                    filled_quantity=0,
+                    avg_fill_price=None,
+                    reason="",
+                )
+                return self._evaluate(conn, order, now)
 
     def find(self, client_order_id: str) -> BrokerOrder | None:
         with self._lock:
-            self._sweep()
+            swept = self._sweep()
+            if client_order_id in swept:
+                return swept[client_order_id]
             with self._engine.connect() as conn:
                 row = self._row(conn, client_order_id)
             return None if row is None else self._to_order(row)
@@ -335,18 +345,15 @@ class PaperBroker:
                     raise BrokerError(f"no order with ref {client_order_id}")
                 if row.status != OrderStatus.WORKING.value:
                     return self._to_order(row)
-                check_price(spread_from_json(row.spread), limit_price)
+                order = self._to_order(row)
+                check_price(order.spread, limit_price)
                 conn.execute(
                     ORDERS.update()
                     .where(ORDERS.c.client_order_id == client_order_id)
                     .values(limit_price=limit_price, updated_at=now.isoformat())
                 )
-                row = self._row(conn, client_order_id)
-                assert row is not None
-                self._evaluate(conn, row, now)
-                row = self._row(conn, client_order_id)
-                assert row is not None
-                return self._to_order(row)
+                limit = Decimal(limit_price).quantize(Decimal("0.0001"))
+                return self._evaluate(conn, replace(order, limit_price=limit), now)
 
     def cancel(self, client_order_id: str) -> BrokerOrder:
         with self._lock:
@@ -355,10 +362,8 @@ class PaperBroker:
                 row = self._row(conn, client_order_id)
                 if row is None:
                     raise BrokerError(f"no order with ref {client_order_id}")
-                self._evaluate(conn, row, now)
-                row = self._row(conn, client_order_id)
-                assert row is not None
-                if row.status == OrderStatus.WORKING.value:
+                order = self._evaluate(conn, self._to_order(row), now)
+                if order.status is OrderStatus.WORKING:
                     conn.execute(
                         ORDERS.update()
                         .where(ORDERS.c.client_order_id == client_order_id)
@@ -368,9 +373,10 @@ class PaperBroker:
                             updated_at=now.isoformat(),
                         )
                     )
-                    row = self._row(conn, client_order_id)
-                    assert row is not None
-                return self._to_order(row)
+                    order = replace(
+                        order, status=OrderStatus.CANCELLED, reason="cancelled by client"
+                    )
+                return order
 
     def open_orders(self) -> list[BrokerOrder]:
         with self._lock:
