@@ -97,6 +97,11 @@ class ChainAnalysis:
             problems[i] = f"no implied vol for mid {m:.4f}: {_IV_STATUS_NAMES[code]}"
         return tuple(problems)
 
+    @property
+    def skipped_count(self) -> int:
+        """How many rows ``skipped`` would list (without formatting them)."""
+        return int(np.count_nonzero(~self.valid))
+
     def skipped(self) -> list[tuple[str, str]]:
         return [
             (self.snapshot.contract(i).symbol, reason)

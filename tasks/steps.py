@@ -129,7 +129,7 @@ def scan(rt: Runtime) -> list[dict[str, Any]]:
                 implied_move_pct=round(100 * view.analysis.implied_move(), 3),
                 atm_iv_pct=round(100 * view.analysis.atm_iv(), 1),
                 liquid_contracts=int(view.analysis.liquid.sum()),
-                skipped_quotes=len(view.analysis.skipped()),
+                skipped_quotes=view.analysis.skipped_count,
                 note="",
             )
         rows.append(row)
@@ -156,7 +156,7 @@ def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
         change,
         elapsed_ms=1000 * (perf_counter() - started),
         orders=len(exits) + len(approved) + len(entries),
-        skipped_quotes=len(obs.skipped_quotes),
+        skipped_quotes=obs.skipped_count,
     )
     return {
         "at": at.isoformat(),
@@ -164,7 +164,7 @@ def iteration(rt: Runtime, at: datetime) -> dict[str, Any]:
         "signals": len(plan.signals) if plan else 0,
         "entries": [(r.client_order_id, r.status.value) for r in entries],
         "exits": [(r.client_order_id, r.status.value) for r in exits],
-        "skipped_quotes": len(obs.skipped_quotes),
+        "skipped_quotes": obs.skipped_count,
     }
 
 

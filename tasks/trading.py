@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -57,7 +57,16 @@ class Observation:
     vix_last: float
     vix_prior_close: float
     snapshots: dict[tuple[str, date], ChainSnapshot]
-    skipped_quotes: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def skipped_count(self) -> int:
+        """Quotes skipped this minute (bad quote or no implied vol), all chains."""
+        return sum(v.analysis.skipped_count for v in self.views.values() if v.analysis)
+
+    @property
+    def skipped_quotes(self) -> list[tuple[str, str]]:
+        """(contract, reason) of every skipped quote, formatted on access (logs, tests)."""
+        return [s for v in self.views.values() if v.analysis for s in v.analysis.skipped()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +103,6 @@ def observe(rt: Runtime, now: datetime) -> Observation:
     ref = day_reference(rt)
     views: dict[str, UnderlyingView] = {}
     snapshots: dict[tuple[str, date], ChainSnapshot] = {}
-    skipped: list[tuple[str, str]] = []
     for und in cfg.underlyings:
         bars = rt.market.bars(und, rt.session.open, now)
         if len(bars) == 0:
@@ -106,13 +114,12 @@ def observe(rt: Runtime, now: datetime) -> Observation:
                 snap = rt.market.chain(und, day, now)
                 snapshots[(und, day)] = snap
                 analysis = analyze_chain(snap, rt.session.close, cfg.liquidity)
-                skipped += analysis.skipped()
             except (MarketDataError, ChainError, ValueError) as exc:
                 unavailable = f"{type(exc).__name__}: {exc}"
                 log.warning("%s chain unusable at %s: %s", und, now.strftime("%H:%M"), unavailable)
         views[und] = UnderlyingView(und, bars, ref.prior_close[und], analysis, unavailable)
     vix_last = rt.market.last_price(cfg.vix_symbol, now)
-    return Observation(now, views, vix_last, ref.prior_close[cfg.vix_symbol], snapshots, skipped)
+    return Observation(now, views, vix_last, ref.prior_close[cfg.vix_symbol], snapshots)
 
 
 def marks(

@@ -101,6 +101,7 @@ def test_analyze_chain_when_bad_quotes_then_rows_skipped_with_reason_and_never_s
     assert not an.liquid[idx_call_590]
     skipped = dict(an.skipped())
     assert snap.contract(idx_call_590).symbol in skipped
+    assert an.skipped_count == len(an.skipped()) >= 1
     i = an.select_by_delta(Right.CALL, 0.5)
     assert i is not None and i != idx_call_590
 
