@@ -51,6 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
@@ -812,9 +813,16 @@ class TradeStore:
 
     # -- intents ----------------------------------------------------------------------------
 
-    def save_intent(self, intent: OrderIntent) -> bool:
-        """Persist ``intent`` as PENDING; False (and no change) if its client_order_id exists."""
+    def save_intent(self, intent: OrderIntent, claim: tuple[str, datetime] | None = None) -> bool:
+        """Persist ``intent`` as PENDING; False (and no change) if its client_order_id exists.
+
+        ``claim`` (owner, until): the new row is claimed by ``owner`` in the same statement (see
+        ``claim_intent``), so the run that stores an intent holds it from the first instant.
+        """
         require_aware(intent.created_at, "OrderIntent.created_at")
+        owner, until = claim if claim is not None else (None, None)
+        if until is not None:
+            require_aware(until, "claim until")
         with self._write() as session:
             return self._insert_ignore(
                 session,
@@ -837,6 +845,8 @@ class TradeStore:
                     "status_reason": "",
                     "broker_order_id": None,
                     "updated_at": intent.created_at,
+                    "claimed_by": owner,
+                    "claimed_until": until,
                 },
             )
 
@@ -935,15 +945,21 @@ class TradeStore:
         """
         stamp = datetime.now(UTC) if at is None else at
         require_aware(stamp, "at")
+        values: dict[str, Any] = {
+            "status": IntentStatus(status),
+            "status_reason": reason,
+            "updated_at": stamp,
+        }
+        if broker_order_id is not None:
+            values["broker_order_id"] = broker_order_id
         with self._write() as session:
-            row = session.get(IntentRecord, client_order_id, with_for_update=True)
-            if row is None:
+            result = session.execute(
+                update(IntentRecord)
+                .where(IntentRecord.client_order_id == client_order_id)
+                .values(**values)
+            )
+            if cast(CursorResult[Any], result).rowcount != 1:
                 raise KeyError(f"unknown intent {client_order_id!r}")
-            row.status = IntentStatus(status)
-            row.status_reason = reason
-            if broker_order_id is not None:
-                row.broker_order_id = broker_order_id
-            row.updated_at = stamp
 
     def position_intents(self, position_id: str) -> list[StoredIntent]:
         """Every intent that closes (part of) ``position_id``, any day, oldest first."""
@@ -982,37 +998,44 @@ class TradeStore:
         The order's intent must be stored (``KeyError`` otherwise).
         """
         require_aware(at, "at")
-        with self._write() as session:
-            if session.get(IntentRecord, order.client_order_id) is None:
+        values = {
+            "broker_order_id": order.broker_order_id,
+            "client_order_id": order.client_order_id,
+            "system": SystemName(system),
+            "side": order.side,
+            "quantity": order.quantity,
+            "limit_price": order.limit_price,
+            "status": order.status,
+            "filled_quantity": order.filled_quantity,
+            "avg_fill_price": order.avg_fill_price,
+            "reason": order.reason,
+            "updated_at": at,
+        }
+        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
+        upsert = insert(OrderRecord).values(**values)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[OrderRecord.broker_order_id],
+            set_={k: getattr(upsert.excluded, k) for k in values if k != "broker_order_id"},
+        )
+        event = insert(OrderEventRecord).values(
+            broker_order_id=order.broker_order_id,
+            at=at,
+            status=order.status,
+            limit_price=order.limit_price,
+            filled_quantity=order.filled_quantity,
+            note=note,
+        )
+        try:
+            with self._write() as session:  # one round trip each; the FK checks the intent
+                session.execute(upsert)
+                session.execute(event)
+        except IntegrityError:
+            if self.intent_by_client_id(order.client_order_id) is None:
                 raise KeyError(
                     f"order {order.broker_order_id!r} refers to unknown intent "
                     f"{order.client_order_id!r}"
-                )
-            row = session.get(OrderRecord, order.broker_order_id, with_for_update=True)
-            if row is None:
-                row = OrderRecord(broker_order_id=order.broker_order_id)
-                session.add(row)
-            row.client_order_id = order.client_order_id
-            row.system = SystemName(system)
-            row.side = order.side
-            row.quantity = order.quantity
-            row.limit_price = order.limit_price
-            row.status = order.status
-            row.filled_quantity = order.filled_quantity
-            row.avg_fill_price = order.avg_fill_price
-            row.reason = order.reason
-            row.updated_at = at
-            session.flush()
-            session.add(
-                OrderEventRecord(
-                    broker_order_id=order.broker_order_id,
-                    at=at,
-                    status=order.status,
-                    limit_price=order.limit_price,
-                    filled_quantity=order.filled_quantity,
-                    note=note,
-                )
-            )
+                ) from None
+            raise
 
     def orders(
         self, day: date | None = None, system: SystemName | None = None

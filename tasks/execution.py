@@ -218,21 +218,26 @@ def execute_intent(
     intent, this returns its current status without touching the broker.
     """
     cid = intent.client_order_id
+    owner = owner or run_owner()
+    claimed = False
     stored = store.intent_by_client_id(cid)
     if stored is None:
-        store.save_intent(intent)
-    elif stored.status is IntentStatus.AWAITING_APPROVAL:
-        # only an approval moves it on (trading.process_approvals sets PENDING): never submit here
-        return ExecutionResult(cid, stored.status, 0, None, "awaiting approval", False)
-    elif stored.status.is_terminal:
-        done = store.fills(client_order_id=cid)
-        qty = sum(f.quantity for f in done)
-        price = sum((f.price * f.quantity for f in done), Decimal("0")) / qty if qty else None
-        return ExecutionResult(cid, stored.status, qty, price, stored.status_reason, False)
-    else:
+        # stored and claimed in one statement; False: another run stored it a moment ago,
+        # and what it stored is what counts
+        claimed = store.save_intent(intent, claim=(owner, datetime.now(UTC) + CLAIM_LEASE))
+        if not claimed:
+            stored = store.intent_by_client_id(cid)
+    if stored is not None:
+        if stored.status is IntentStatus.AWAITING_APPROVAL:
+            # only an approval moves it on (trading.process_approvals sets PENDING): never here
+            return ExecutionResult(cid, stored.status, 0, None, "awaiting approval", False)
+        if stored.status.is_terminal:
+            done = store.fills(client_order_id=cid)
+            qty = sum(f.quantity for f in done)
+            price = sum((f.price * f.quantity for f in done), Decimal("0")) / qty if qty else None
+            return ExecutionResult(cid, stored.status, qty, price, stored.status_reason, False)
         intent = stored.intent  # the persisted intent wins over a re-derived one
-    owner = owner or run_owner()
-    holder = claim(store, cid, owner)
+    holder = None if claimed else claim(store, cid, owner)
     if holder is not None:
         current = store.intent_by_client_id(cid)
         status = current.status if current is not None else IntentStatus.PENDING
