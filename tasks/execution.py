@@ -109,6 +109,7 @@ class ExecutionResult:
     fill_price: Decimal | None
     reason: str
     placed: bool  # True only if this call sent a new order to the broker
+    elsewhere: bool = False  # another run works this intent (its claim): the outcome is its
 
 
 def _settle(
@@ -242,7 +243,8 @@ def execute_intent(
         current = store.intent_by_client_id(cid)
         status = current.status if current is not None else IntentStatus.PENDING
         log.info("%s: worked by another run (%s); left to it", cid, holder)
-        return ExecutionResult(cid, status, 0, None, f"worked by another run ({holder})", False)
+        reason = f"worked by another run ({holder})"
+        return ExecutionResult(cid, status, 0, None, reason, False, elsewhere=True)
     if after_persist is not None:
         after_persist(intent)
 
@@ -252,7 +254,7 @@ def execute_intent(
         log.warning("%s: %s", cid, exc)
         current = store.intent_by_client_id(cid)
         status = current.status if current is not None else IntentStatus.PENDING
-        return ExecutionResult(cid, status, 0, None, str(exc), False)
+        return ExecutionResult(cid, status, 0, None, str(exc), False, elsewhere=True)
     except BrokerUnavailable as exc:
         # nothing reached the broker (or we cannot know yet): keep the intent open, never reject
         # it; the next call for this intent (the loop's next minute, recovery at a flow's start)

@@ -810,6 +810,8 @@ def _exit(
         if result is None:  # closed meanwhile by another run (the loop's flatten)
             return
         out.results.append(result)
+        if result.elsewhere:  # another run is closing it right now: its outcome, not a failure
+            return
         if result.status is IntentStatus.FILLED:
             return
         latest = rt.store.position(pos.position_id)

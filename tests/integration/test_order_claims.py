@@ -18,9 +18,11 @@ import pytest
 
 from adapters.store import TradeStore
 from core.calendar import next_trading_day
+from core.exits import ExitReason
 from core.models import IntentStatus, Position, SignalKind, SystemName
 from core.orders import close_intent, walk_prices
-from tasks import trading
+from systems.mag7.exits import Mag7ExitDecision, Mag7ExitKind
+from tasks import mag7, trading
 from tasks.execution import CLAIM_LEASE, execute_intent, run_owner
 from tasks.runtime import Runtime, build_runtime
 from tests.integration import test_order_path as order_path
@@ -82,6 +84,7 @@ def test_execute_intent_when_another_live_run_holds_it_then_broker_untouched(
     result = run(rt, intent)
 
     assert result.placed is False
+    assert result.elsewhere is True
     assert result.status is IntentStatus.PENDING
     assert OTHER in result.reason
     assert paper_counts(db_url) == (0, 0)
@@ -265,6 +268,7 @@ def test_execute_intent_when_taken_over_mid_walk_then_stops_touching_the_order(
     result = execute_intent(intent, rt.broker, rt.store, clock, WALK, SignalKind.MOMENTUM)
 
     assert "taken over by" in result.reason and OTHER in result.reason
+    assert result.elsewhere is True
     assert result.status is IntentStatus.SUBMITTED  # left working for the run that holds it
     order = rt.broker.find(intent.client_order_id)
     # one step walked before the take-over (the walk's second price), none after it
@@ -296,3 +300,28 @@ def test_recover_when_another_live_run_holds_a_pending_intent_then_neither_sent_
     stored = rt.store.intent_by_client_id(intent.client_order_id)
     assert stored is not None and stored.status is IntentStatus.CANCELLED
     assert paper_counts(db_url) == (0, 0)
+
+
+def test_mag7_calendar_close_when_another_run_is_closing_it_then_no_failure_raised(
+    rt: Runtime, db_url: str
+) -> None:
+    """A Mag7 1-DTE close finding the loop's flatten of the same spread in flight (claimed by
+    that run) leaves it to that run: no second order, no 'close failed' alarm after retries."""
+    pos = open_position(rt, 2)
+    q = quote_of(rt, pos.spread)
+    flatten = close_intent(
+        SMART, pos.position_id, pos.spread, 2, q, rt.clock.now(), "halt", True, WALK
+    )
+    now = datetime.now(UTC)
+    rt.store.save_intent(flatten, claim=(OTHER, now + CLAIM_LEASE))
+    decision = Mag7ExitDecision(
+        ExitReason.CLOSEOUT, 2, "1-DTE close", kind=Mag7ExitKind.ONE_DTE, tiers_after=0
+    )
+    out = mag7.ManageOutcome(rt.clock.now(), {}, {}, [], [])
+
+    mag7._exit(rt, pos, decision, rt.clock.now(), out)
+
+    assert [r.elsewhere for r in out.results] == [True]
+    assert out.failed == []
+    assert rt.store.risk_events(kinds=("mag7_close_failed",)) == []
+    assert paper_counts(db_url) == (1, 1)  # the entry only: the close is the other run's
