@@ -25,7 +25,7 @@ from adapters.store import TradeStore
 from blocks.registry import active_mode, load_mode_blocks
 from core.calendar import NY, is_market_open
 from core.models import SystemName, TradingMode, TradingState
-from tasks import trading
+from tasks import mag7, trading
 from tasks.brief import narrative_markdown, write_brief
 from tasks.events import Publisher, emit_halt
 from tasks.execution import ExecutionResult
@@ -250,6 +250,11 @@ def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
     marked = trading.record_close_marks(rt)
     if marked:
         _logger().info("close marks of %d carried position(s) stored", marked)
+    # after the close: the Mag7 names' 30-day ATM IV at the session's last minute replaces the
+    # value the day's last management check stored (IV history for tomorrow's IV rank)
+    closing = min(rt.clock.now(), rt.session.close - timedelta(minutes=1))
+    ivs = mag7.record_daily_iv(rt, closing)
+    _logger().info("30-day ATM IV at the close stored for %d Mag7 name(s)", len(ivs))
     md, chart, summary = write_report(rt.store, rt.session, Path(out_dir), rt.limits)
     section, story = narrative_markdown(rt)
     md.write_text(md.read_text(encoding="utf-8").rstrip() + "\n\n" + section, encoding="utf-8")

@@ -93,6 +93,20 @@ def test_eod_report_when_day_done_then_markdown_and_png_written_and_artifacts_pu
     assert {"eod-report", "eod-summary", "market-open-candidates"} <= found
 
 
+def test_eod_report_when_after_the_close_then_mag7_iv_history_has_the_day(day_run):
+    """The IV history is updated after the close by eod-report, even on a day no Mag7 run did."""
+    from adapters.store import TradeStore
+    from systems.mag7.config import DEFAULT as MAG7
+
+    store = TradeStore(day_run["url"])
+    try:
+        for symbol in MAG7.underlyings:
+            (last,) = store.iv_history(symbol, limit=1)
+            assert last.day == DAY and last.atm_iv > 0, symbol
+    finally:
+        store.dispose()
+
+
 def test_flows_when_rerun_same_day_then_nothing_placed_twice(day_run):
     from flows.smart0dte import smart0dte_intraday
 
