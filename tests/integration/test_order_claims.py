@@ -69,6 +69,13 @@ def test_claim_intent_when_two_owners_race_then_one_wins_until_released_or_expir
     assert store.take_over_intent(cid, "c", "b", later) == "a"  # b no longer holds it
     with pytest.raises(KeyError):
         store.claim_intent("no-such-intent", "a", now, now + CLAIM_LEASE)
+    # stored and claimed in one statement: held from the first instant; a second save changes
+    # nothing, not even the claim
+    second = stored_intent(signal_id="sig-2")
+    assert store.save_intent(second, claim=("a", now + CLAIM_LEASE)) is True
+    assert store.claim_intent(second.client_order_id, "b", now, now + CLAIM_LEASE) == "a"
+    assert store.save_intent(second, claim=("b", now + CLAIM_LEASE)) is False
+    assert store.claim_intent(second.client_order_id, "b", now, now + CLAIM_LEASE) == "a"
 
 
 def test_execute_intent_when_another_live_run_holds_it_then_broker_untouched(
