@@ -155,11 +155,8 @@ def day_pnl_by_system(
     day = rt.session.day
     closed = [
         p
-        for p in rt.store.positions(day=day)
-        if p.status is PositionStatus.CLOSED
-        and p.closed_at is not None
-        and p.closed_at.astimezone(NY).date() == day
-        and (until is None or p.closed_at <= until)
+        for p in rt.store.positions_closed_on(day)
+        if until is None or (p.closed_at is not None and p.closed_at <= until)
     ]
     rows = closed + list(open_rows)
     carried = {base_id(p.position_id) for p in rows if is_carried(p, day)}

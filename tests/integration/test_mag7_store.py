@@ -166,3 +166,16 @@ def test_summarize_when_carried_position_closed_then_day_pnl_from_prior_close(
     assert summary.realized == Decimal("-240.00") - Decimal("10.40") - Decimal("10.40")
     assert summary.day_pnl == Decimal("-480.00") - Decimal("10.40")
     assert ("P&L today from the prior close (daily-loss basis)", "-490.40") in summary.as_rows()
+
+
+def test_positions_closed_on_when_partial_then_full_close_then_each_on_its_day(
+    store: TradeStore,
+) -> None:
+    monday = date(2026, 11, 30)
+    store.open_position(mag7_position(), "mag7-O-1")
+    store.reduce_position("mag7-O-1", 2, Decimal("1.70"), Decimal("2.60"), ny(12, 0), "c-1", 1)
+    assert [p.position_id for p in store.positions_closed_on(DAY)] == ["mag7-O-1-p1"]
+    assert store.positions_closed_on(monday) == []
+    store.close_position("mag7-O-1", Decimal("1.20"), Decimal("7.80"), ny(11, 0, monday), "c-2")
+    assert [p.position_id for p in store.positions_closed_on(monday, MAG7)] == ["mag7-O-1"]
+    assert store.positions_closed_on(monday, SystemName.SMART0DTE) == []
