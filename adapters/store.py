@@ -47,6 +47,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     select,
     update,
 )
@@ -716,6 +717,13 @@ class TradeStore:
             yield session
 
     @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """A write transaction on a plain connection (SQLite: BEGIN IMMEDIATE, as ``_write``),
+        for single-statement writes that need no ORM unit of work."""
+        with self._writer_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
     def _rows(self) -> Iterator[Connection]:
         """A read on a plain connection: rows, not ORM objects (the hot reads of the loop; about
         2.5x cheaper than an ORM session for the few rows they return). Same transaction rules
@@ -771,7 +779,9 @@ class TradeStore:
                 for table in sorted(Base.metadata.tables.values(), key=lambda t: t.name)
             }
 
-    def _insert_ignore(self, session: Session, record: type[Base], values: dict[str, Any]) -> bool:
+    def _insert_ignore(
+        self, session: Session | Connection, record: type[Base], values: dict[str, Any]
+    ) -> bool:
         """INSERT ... ON CONFLICT DO NOTHING; True if the row was inserted."""
         insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
         table = cast(Table, record.__table__)
@@ -836,7 +846,7 @@ class TradeStore:
         owner, until = claim if claim is not None else (None, None)
         if until is not None:
             require_aware(until, "claim until")
-        with self._write() as session:
+        with self._tx() as session:
             return self._insert_ignore(
                 session,
                 IntentRecord,
@@ -916,7 +926,7 @@ class TradeStore:
     def _claim(
         self, client_order_id: str, owner: str, until: datetime, free: ColumnElement[bool]
     ) -> str | None:
-        with self._write() as session:
+        with self._tx() as session:
             result = session.execute(
                 update(IntentRecord)
                 .where(IntentRecord.client_order_id == client_order_id)
@@ -925,18 +935,18 @@ class TradeStore:
             )
             if cast(CursorResult[Any], result).rowcount == 1:
                 return None
-            holder = session.scalar(
+            row = session.execute(
                 select(IntentRecord.claimed_by).where(
                     IntentRecord.client_order_id == client_order_id
                 )
-            )
-            if holder is None and not session.get(IntentRecord, client_order_id):
+            ).first()
+            if row is None:
                 raise KeyError(f"unknown intent {client_order_id!r}")
-            return holder or ""
+            return row.claimed_by or ""
 
     def release_intent(self, client_order_id: str, owner: str) -> None:
         """Give the intent up if ``owner`` holds it (no-op otherwise)."""
-        with self._write() as session:
+        with self._tx() as session:
             session.execute(
                 update(IntentRecord)
                 .where(IntentRecord.client_order_id == client_order_id)
@@ -966,7 +976,7 @@ class TradeStore:
         }
         if broker_order_id is not None:
             values["broker_order_id"] = broker_order_id
-        with self._write() as session:
+        with self._tx() as session:
             result = session.execute(
                 update(IntentRecord)
                 .where(IntentRecord.client_order_id == client_order_id)
@@ -1040,7 +1050,7 @@ class TradeStore:
             note=note,
         )
         try:
-            with self._write() as session:  # one round trip each; the FK checks the intent
+            with self._tx() as session:  # one round trip each; the FK checks the intent
                 session.execute(upsert)
                 session.execute(event)
         except IntegrityError:
@@ -1106,7 +1116,7 @@ class TradeStore:
     def record_fill(self, fill: Fill, system: SystemName) -> bool:
         """Store an execution; False if its exec_id is already stored (nothing changes)."""
         require_aware(fill.at, "Fill.at")
-        with self._write() as session:
+        with self._tx() as session:
             return self._insert_ignore(
                 session,
                 FillRecord,
@@ -1449,7 +1459,7 @@ class TradeStore:
             return 0
         insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
         written = 0
-        with self._write() as session:
+        with self._tx() as session:
             for position_id, value in marks.items():
                 stmt = insert(PositionMarkRecord).values(
                     position_id=position_id, day=day, value=_money(value), at=at
@@ -1524,9 +1534,9 @@ class TradeStore:
         require_aware(at, "at")
         if severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
-        with self._write() as session:
-            session.add(
-                RiskEventRecord(
+        with self._tx() as conn:
+            conn.execute(
+                insert(RiskEventRecord).values(
                     system=None if system is None else SystemName(system),
                     at=at,
                     kind=kind,
@@ -1560,9 +1570,11 @@ class TradeStore:
     ) -> None:
         """Append a trading-state row; the latest row is the current state."""
         require_aware(at, "at")
-        with self._write() as session:
-            session.add(
-                TradingStateRecord(at=at, state=TradingState(state), manual=manual, reason=reason)
+        with self._tx() as conn:
+            conn.execute(
+                insert(TradingStateRecord).values(
+                    at=at, state=TradingState(state), manual=manual, reason=reason
+                )
             )
 
     def trading_state(self, at: datetime | None = None) -> TradingStateRow | None:
@@ -1588,9 +1600,9 @@ class TradeStore:
         self, system: SystemName, at: datetime, realized: Decimal, unrealized: Decimal
     ) -> None:
         require_aware(at, "at")
-        with self._write() as session:
-            session.add(
-                PnlMarkRecord(
+        with self._tx() as conn:
+            conn.execute(
+                insert(PnlMarkRecord).values(
                     system=SystemName(system), at=at, realized=realized, unrealized=unrealized
                 )
             )
