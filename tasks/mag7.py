@@ -59,7 +59,7 @@ from core.models import (
 from core.orders import open_intent
 from core.pnl import DayPnl
 from core.pricing import ExpiredContractError, year_fraction
-from core.risk import RiskSnapshot, StateChange, check_intent, evaluate_state, exposures, loss_level
+from core.risk import RiskSnapshot, StateChange, check_intent, exposures
 from systems.mag7.config import DEFAULT as MAG7_DEFAULT
 from systems.mag7.config import Mag7Config
 from systems.mag7.exits import Mag7ExitDecision, Mag7ExitKind
@@ -976,36 +976,15 @@ def update_risk(rt: Runtime) -> StateChange:
     account's trading state on the account's daily P&L (``trading.update_risk`` does the same
     every minute of the Smart-0DTE loop, recording its point under smart0dte)."""
     now = rt.clock.now()
-    day = rt.session.day
     view = account_view(rt, now)
     total = view.daily_pnl
     m_real, m_unreal = view.system_pnl(MAG7)
     rt.store.record_pnl_mark(MAG7, now, m_real, m_unreal)
-    before = view.state
-    change = evaluate_state(before, total, view.errors, rt.limits)
-    if change.changed_from(before):
-        reason = "; ".join(change.reasons)
-        rt.store.set_trading_state(change.state, reason, now, manual=False)
-        rt.store.record_risk_event(
-            f"state_{change.state.value.lower()}",
-            "critical",
-            f"{before.value} -> {change.state.value}: {reason}",
-            now,
-        )
-        log.warning("trading state %s -> %s: %s", before.value, change.state.value, reason)
-    alerted = [e for e in rt.store.risk_events(day=day, kinds=("daily_loss_alert",)) if e.at <= now]
-    if change.alert and not alerted:
-        rt.store.record_risk_event(
-            "daily_loss_alert",
-            "warning",
-            f"daily P&L {total:.2f} reached {loss_level(total, rt.limits).value} level "
-            f"(max daily loss {rt.limits.max_daily_loss})",
-            now,
-        )
+    change = trading.escalate(rt, view.state, total, view.errors, now)
     if change.flatten:
-        # Mag7's own book: the Smart-0DTE loop flattens its 0DTE book on the same HALT within a
-        # minute, and two runs closing one position at once could send two closing orders
-        trading.flatten(rt, "risk: daily loss at halt level", systems=[MAG7])
+        # both books, as the loop does: two runs closing one position send one order
+        # (trading.close_position, the intent claim)
+        trading.flatten(rt, "risk: daily loss at halt level")
     return change
 
 

@@ -299,7 +299,18 @@ def update_risk(rt: Runtime, obs: Observation | None) -> StateChange:
     # Mag7 records its own share at its checks
     rt.store.record_pnl_mark(SMART, now, realized, unrealized)
     errors = len(rt.store.risk_events(day=day, kinds=ERROR_KINDS))
-    before = current_state(rt)
+    change = escalate(rt, current_state(rt), total, errors, now)
+    if change.flatten:
+        flatten(rt, "risk: daily loss at halt level")
+    return change
+
+
+def escalate(
+    rt: Runtime, before: TradingState, total: Decimal, errors: int, now: datetime
+) -> StateChange:
+    """The account's state machine on today's P&L ``total`` (both systems) as of ``now``:
+    record a state change (risk event, log) and the day's first loss alert. Both systems' risk
+    marks go through it; the caller flattens when ``change.flatten``."""
     change = evaluate_state(before, total, errors, rt.limits)
     if change.changed_from(before):
         reason = "; ".join(change.reasons)
@@ -311,16 +322,16 @@ def update_risk(rt: Runtime, obs: Observation | None) -> StateChange:
             now,
         )
         log.warning("trading state %s -> %s: %s", before.value, change.state.value, reason)
-    if change.alert and not rt.store.risk_events(day=day, kinds=("daily_loss_alert",)):
-        rt.store.record_risk_event(
-            "daily_loss_alert",
-            "warning",
-            f"daily P&L {total:.2f} reached {loss_level(total, rt.limits).value} level "
-            f"(max daily loss {rt.limits.max_daily_loss})",
-            now,
-        )
-    if change.flatten:
-        flatten(rt, "risk: daily loss at halt level")
+    if change.alert:
+        alerts = rt.store.risk_events(day=rt.session.day, kinds=("daily_loss_alert",))
+        if not [e for e in alerts if e.at <= now]:
+            rt.store.record_risk_event(
+                "daily_loss_alert",
+                "warning",
+                f"daily P&L {total:.2f} reached {loss_level(total, rt.limits).value} level "
+                f"(max daily loss {rt.limits.max_daily_loss})",
+                now,
+            )
     return change
 
 
