@@ -247,10 +247,7 @@ class BacktestStore:
             }
             for t in trades
         ]
-        with self._engine.begin() as conn:
-            conn.execute(TRADES.delete().where(TRADES.c.run_id == run_id))
-            if rows:
-                conn.execute(TRADES.insert(), rows)
+        self._replace(TRADES, run_id, rows)
 
     def save_equity(self, run_id: str, points: Sequence[EquityRow]) -> None:
         rows = [
@@ -266,10 +263,14 @@ class BacktestStore:
             }
             for p in points
         ]
+        self._replace(EQUITY, run_id, rows)
+
+    def _replace(self, table: sa.Table, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """A run's rows of ``table``, replaced in one transaction (a rerun stores them anew)."""
         with self._engine.begin() as conn:
-            conn.execute(EQUITY.delete().where(EQUITY.c.run_id == run_id))
+            conn.execute(table.delete().where(table.c.run_id == run_id))
             if rows:
-                conn.execute(EQUITY.insert(), rows)
+                conn.execute(table.insert(), rows)
 
     # -- reads ---------------------------------------------------------------------------------
     @staticmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prefect import flow, get_run_logger, pause_flow_run
 from prefect.exceptions import FlowPauseTimeout
@@ -23,6 +23,7 @@ from core.approvals import ApprovalTier
 from core.calendar import NY
 from core.models import OrderIntent
 from tasks.approval_steps import record_decision
+from tasks.runtime import Runtime
 
 log = logging.getLogger("dte.approvals")
 
@@ -91,3 +92,20 @@ def approval_requester(
         threading.Thread(target=run, name=f"approval-{approval_id}", daemon=True).start()
 
     return request
+
+
+def attach_approvals(rt: Runtime, approvals: bool | None, timeout: timedelta) -> None:
+    """Approvals for a run: ``approvals`` None keeps the mode's setting (on in live); when on,
+    T2/T3 entries go to a human through one approve-entry run each, expiring after ``timeout``.
+
+    A password is never put into flow parameters (the API stores them): without one in the URL
+    the URL is passed on, otherwise the approval run resolves ``$DTE_DATABASE_URL`` itself.
+    """
+    if approvals is not None:
+        rt.approvals_enabled = approvals
+    if rt.approvals_enabled:
+        url = rt.store.engine.url
+        rt.approval_requester = approval_requester(
+            url.render_as_string(hide_password=False) if url.password is None else None,
+            int(timeout.total_seconds()),
+        )

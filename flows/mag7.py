@@ -26,7 +26,7 @@ from prefect import State, flow, get_run_logger
 from prefect.states import Completed
 
 from core.calendar import NY, session
-from flows.approvals import approval_requester
+from flows.approvals import attach_approvals
 from flows.common import resolve_day, skip_reason, window_reason
 from flows.smart0dte import DEFAULT_SEED
 from tasks import mag7, mag7_steps
@@ -80,16 +80,9 @@ def mag7_weekly_entry(
     if clock == "wall":
         start = datetime.now(tz=NY).time()
     rt = mag7_steps.prepare(d, seed, start, db_url, mode, clock)
-    if approvals is not None:
-        rt.approvals_enabled = approvals
     if approval_timeout_seconds is not None:
         rt.mag7_approval_timeout = timedelta(seconds=approval_timeout_seconds)
-    if rt.approvals_enabled:
-        url = rt.store.engine.url
-        rt.approval_requester = approval_requester(
-            url.render_as_string(hide_password=False) if url.password is None else None,
-            int(rt.mag7_approval_timeout.total_seconds()),
-        )
+    attach_approvals(rt, approvals, rt.mag7_approval_timeout)
     try:
         mag7_steps.reconcile(rt)
         out = mag7_steps.entry_scan(rt)

@@ -13,7 +13,7 @@ from prefect import State, flow, get_run_logger
 from prefect.states import Completed
 
 from core.calendar import NY, closeout_time
-from flows.approvals import approval_requester
+from flows.approvals import attach_approvals
 from flows.common import resolve_day, skip_reason, window_reason
 from tasks import steps
 from tasks.runtime import database_url as database_url_of
@@ -96,18 +96,9 @@ def smart0dte_intraday(
         return Completed(name="Skipped", message=why)
     log = get_run_logger()
     rt = steps.prepare(d, seed, time(9, 40), speed, db_url, mode, clock)
-    if approvals is not None:  # else the mode's trading settings decide (on in live)
-        rt.approvals_enabled = approvals
     if approval_timeout_seconds is not None:
         rt.approval_timeout = timedelta(seconds=approval_timeout_seconds)
-    if rt.approvals_enabled:
-        url = rt.store.engine.url
-        # never put a password into flow parameters (they are stored by the API): without one in
-        # the URL it is passed on, otherwise the approval run resolves $DTE_DATABASE_URL itself
-        rt.approval_requester = approval_requester(
-            url.render_as_string(hide_password=False) if url.password is None else None,
-            int(rt.approval_timeout.total_seconds()),
-        )
+    attach_approvals(rt, approvals, rt.approval_timeout)
     try:
         steps.reconcile(rt)
         cfg = rt.smart
