@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -793,6 +793,25 @@ class TradeStore:
         )
         return session.execute(stmt).first() is not None
 
+    def _upsert(
+        self,
+        record: type[Base],
+        values: Mapping[str, Any],
+        keys: Sequence[str],
+        newer: str | None = None,
+    ) -> Any:
+        """INSERT ... ON CONFLICT (``keys``) DO UPDATE every other column; with ``newer`` (a
+        timestamp column) an existing row is replaced only by one at least as recent."""
+        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
+        table = cast(Table, record.__table__)
+        stmt = insert(table).values(**values)
+        where = None if newer is None else table.c[newer] <= stmt.excluded[newer]
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys],
+            set_={k: stmt.excluded[k] for k in values if k not in keys},
+            where=where,
+        )
+
     # -- signals ----------------------------------------------------------------------------
 
     def record_signal(self, signal: Signal) -> bool:
@@ -1035,12 +1054,7 @@ class TradeStore:
             "reason": order.reason,
             "updated_at": at,
         }
-        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
-        upsert = insert(OrderRecord).values(**values)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[OrderRecord.broker_order_id],
-            set_={k: getattr(upsert.excluded, k) for k in values if k != "broker_order_id"},
-        )
+        upsert = self._upsert(OrderRecord, values, ["broker_order_id"])
         event = insert(OrderEventRecord).values(
             broker_order_id=order.broker_order_id,
             at=at,
@@ -1410,18 +1424,8 @@ class TradeStore:
             "source": source,
             "recorded_at": at,
         }
-        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
-        stmt = insert(IvHistoryRecord).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[IvHistoryRecord.symbol, IvHistoryRecord.day],
-            set_={
-                "atm_iv": stmt.excluded.atm_iv,
-                "source": stmt.excluded.source,
-                "recorded_at": stmt.excluded.recorded_at,
-            },
-        )
-        with self._write() as session:
-            session.execute(stmt)
+        with self._tx() as conn:
+            conn.execute(self._upsert(IvHistoryRecord, values, ["symbol", "day"]))
 
     def backfill_iv(
         self,
@@ -1457,21 +1461,13 @@ class TradeStore:
         require_aware(at, "at")
         if not marks:
             return 0
-        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
-        written = 0
-        with self._tx() as session:
+        with self._tx() as conn:
             for position_id, value in marks.items():
-                stmt = insert(PositionMarkRecord).values(
-                    position_id=position_id, day=day, value=_money(value), at=at
+                row = {"position_id": position_id, "day": day, "value": _money(value), "at": at}
+                conn.execute(
+                    self._upsert(PositionMarkRecord, row, ["position_id", "day"], newer="at")
                 )
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[PositionMarkRecord.position_id, PositionMarkRecord.day],
-                    set_={"value": stmt.excluded.value, "at": stmt.excluded.at},
-                    where=PositionMarkRecord.at <= stmt.excluded.at,
-                )
-                session.execute(stmt)
-                written += 1
-        return written
+        return len(marks)
 
     def baseline_marks(self, position_ids: Iterable[str], day: date) -> dict[str, Decimal]:
         """The latest recorded mark before session ``day`` of each position (id -> value);
@@ -1640,19 +1636,8 @@ class TradeStore:
             "commissions": commissions,
             "trades": trades,
         }
-        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
-        stmt = insert(DailyPnlRecord).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[DailyPnlRecord.day, DailyPnlRecord.system],
-            set_={
-                "realized": stmt.excluded.realized,
-                "unrealized": stmt.excluded.unrealized,
-                "commissions": stmt.excluded.commissions,
-                "trades": stmt.excluded.trades,
-            },
-        )
-        with self._write() as session:
-            session.execute(stmt)
+        with self._tx() as conn:
+            conn.execute(self._upsert(DailyPnlRecord, values, ["day", "system"]))
 
     def daily_pnl(self, day: date) -> list[DailyPnlRow]:
         stmt = (
