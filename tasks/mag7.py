@@ -604,36 +604,13 @@ def review_entry(
             notes=tuple(entry.reasons[1:4]),
         )
     )
-    if review.veto:
-        trading.deny(rt, intent, (f"advisor veto: {review.reason}",))
-        return None
-    confidence = min(original, float(review.confidence))
-    if confidence >= original:
-        return intent, original
-    floor = rt.mag7.ensemble.min_confidence
-    lowered = f"advisor lowered confidence {original:.2f} -> {confidence:.2f}: {review.reason}"
-    if confidence < floor:
-        trading.deny(rt, intent, (f"{lowered}; below the {floor:.2f} ensemble threshold",))
-        return None
     offset = float(rt.mag7.sizing.confidence_offset)
-    quantity = min(
-        intent.quantity, int(intent.quantity * (offset + confidence) / (offset + original))
-    )
-    if quantity < 1:
-        trading.deny(rt, intent, (f"{lowered}; size rounds to zero contracts",))
-        return None
-    if quantity < intent.quantity:
-        intent = replace(
-            intent, quantity=quantity, max_loss=intent.max_loss / intent.quantity * quantity
-        )
-    rt.store.record_risk_event(
-        "advisor_review",
-        "info",
-        f"{intent.spread.describe()}: {lowered}; size {quantity}/{entry.quantity}",
-        now,
-        MAG7,
-    )
-    return intent, confidence
+
+    def resize(quantity: int, before: float, after: float) -> int:
+        return int(quantity * (offset + after) / (offset + before))
+
+    floor = (rt.mag7.ensemble.min_confidence, "ensemble threshold")
+    return trading.apply_review(rt, intent, entry.quantity, original, review, floor, resize, now)
 
 
 # --------------------------------------------------------------------------- approvals
@@ -642,24 +619,8 @@ def review_entry(
 def request_approval(
     rt: Runtime, intent: OrderIntent, entry: EntryPlan, assessment: TierAssessment
 ) -> int:
-    """AWAITING_APPROVAL + a pending approval row; the requester starts an approve-entry run."""
-    now = rt.clock.now()
-    rt.store.save_intent(intent)
-    rt.store.set_intent_status(
-        intent.client_order_id,
-        IntentStatus.AWAITING_APPROVAL,
-        f"{assessment.tier.value}: {'; '.join(assessment.reasons)}",
-        at=now,
-    )
-    approval_id = rt.store.record_approval(
-        intent.client_order_id, MAG7, assessment.tier.value, now, "; ".join(assessment.reasons)
-    )
-    if rt.approval_requester is not None:
-        rt.approval_requester(
-            intent, approval_id, assessment.tier, approval_summary(intent, entry, assessment)
-        )
-    log.info("%s awaits %s approval", intent.client_order_id, assessment.tier.value)
-    return approval_id
+    """A Mag7 entry to a human (``trading.ask_approval`` with its summary)."""
+    return trading.ask_approval(rt, intent, assessment, approval_summary(intent, entry, assessment))
 
 
 def approval_summary(intent: OrderIntent, entry: EntryPlan, assessment: TierAssessment) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from adapters.advisor import EntryContext
+from adapters.advisor import EntryContext, EntryReview
 from adapters.ports import MarketDataError
 from core.approvals import TierAssessment, classify
 from core.calendar import NY
@@ -491,20 +491,50 @@ def review_entry(
             vix=obs.vix_last,
         )
     )
+    steps = rt.smart.confidence_steps
+
+    def resize(quantity: int, before: float, after: float) -> int:
+        return int(quantity * (confidence_factor(after, steps) / confidence_factor(before, steps)))
+
+    return apply_review(
+        rt,
+        intent,
+        entry.quantity,
+        original,
+        review,
+        (rt.smart.confidence_threshold, "threshold"),
+        resize,
+        obs.now,
+    )
+
+
+def apply_review(
+    rt: Runtime,
+    intent: OrderIntent,
+    planned_quantity: int,
+    original: float,
+    review: EntryReview,
+    floor: tuple[float, str],
+    resize: Callable[[int, float, float], int],
+    at: datetime,
+) -> tuple[OrderIntent, float] | None:
+    """Apply an advisor review to an intent (both systems): a veto denies it; a lowered
+    confidence below ``floor`` (value, what it is called) denies it; otherwise the size becomes
+    ``resize(quantity, original, lowered)`` (never more), recorded as an ``advisor_review``
+    event. Returns the (possibly smaller) intent and the confidence to use, or None if denied.
+    """
     if review.veto:
         deny(rt, intent, (f"advisor veto: {review.reason}",))
         return None
     confidence = min(original, float(review.confidence))
     if confidence >= original:
         return intent, original
-    threshold = rt.smart.confidence_threshold
+    threshold, label = floor
     lowered = f"advisor lowered confidence {original:.2f} -> {confidence:.2f}: {review.reason}"
     if confidence < threshold:
-        deny(rt, intent, (f"{lowered}; below the {threshold:.2f} threshold",))
+        deny(rt, intent, (f"{lowered}; below the {threshold:.2f} {label}",))
         return None
-    steps = rt.smart.confidence_steps
-    scale = confidence_factor(confidence, steps) / confidence_factor(original, steps)
-    quantity = min(intent.quantity, int(intent.quantity * scale))
+    quantity = min(intent.quantity, resize(intent.quantity, original, confidence))
     if quantity < 1:
         deny(rt, intent, (f"{lowered}; size rounds to zero contracts",))
         return None
@@ -515,8 +545,8 @@ def review_entry(
     rt.store.record_risk_event(
         "advisor_review",
         "info",
-        f"{intent.spread.describe()}: {lowered}; size {quantity}/{entry.quantity}",
-        obs.now,
+        f"{intent.spread.describe()}: {lowered}; size {quantity}/{planned_quantity}",
+        at,
         intent.system,
     )
     return intent, confidence
@@ -525,25 +555,31 @@ def review_entry(
 def request_approval(
     rt: Runtime, intent: OrderIntent, entry: EntryPlan, assessment: TierAssessment
 ) -> int:
-    """Persist the intent as AWAITING_APPROVAL and a pending approval; ask for a decision.
+    """A Smart-0DTE entry to a human (``ask_approval`` with its summary)."""
+    return ask_approval(rt, intent, assessment, approval_summary(intent, entry, assessment))
 
-    Never blocks: the decision arrives later (``process_approvals`` on a later iteration).
+
+def ask_approval(rt: Runtime, intent: OrderIntent, assessment: TierAssessment, summary: str) -> int:
+    """Persist the intent as AWAITING_APPROVAL and a pending approval; ask for a decision
+    (``summary``: what the approver sees). Both systems.
+
+    Never blocks: the decision arrives later (``settle_approvals``).
     """
+    now = rt.clock.now()
     rt.store.save_intent(intent)
     rt.store.set_intent_status(
         intent.client_order_id,
         IntentStatus.AWAITING_APPROVAL,
         f"{assessment.tier.value}: {'; '.join(assessment.reasons)}",
-        at=rt.clock.now(),
+        at=now,
     )
     approval_id = rt.store.record_approval(
         intent.client_order_id,
         intent.system,
         assessment.tier.value,
-        rt.clock.now(),
+        now,
         "; ".join(assessment.reasons),
     )
-    summary = approval_summary(intent, entry, assessment)
     if rt.approval_requester is not None:
         rt.approval_requester(intent, approval_id, assessment.tier, summary)
     log.info("%s awaits %s approval", intent.client_order_id, assessment.tier.value)
