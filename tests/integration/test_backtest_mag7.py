@@ -55,3 +55,32 @@ def test_backtest_when_mag7_missing_from_the_build_then_mag7_and_both_refused_cl
     assert BacktestParams(system="smart0dte", start=FRIDAY, end=FRIDAY).systems == (
         SystemName.SMART0DTE,
     )
+
+
+def test_backtest_when_mag7_spread_carried_then_day_close_mark_is_next_day_baseline(
+    tmp_path: Path,
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from adapters.store import PositionMarkRecord, TradeStore
+    from core.calendar import next_trading_day, session
+
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    params = BacktestParams(system="mag7", start=FRIDAY, end=FRIDAY, seed=5)
+
+    run_backtest(params, out_dir=tmp_path, db_url=ledger)
+
+    store = TradeStore(ledger)
+    try:
+        carried = store.open_positions(SystemName.MAG7)
+        assert carried, "seed 5 carries a Mag7 spread into the next session"
+        ids = [p.position_id for p in carried]
+        assert set(store.baseline_marks(ids, next_trading_day(FRIDAY))) == set(ids)
+        # taken at the session's last minute (after the 15:30 check's mark, which it replaces)
+        with store.engine.connect() as conn:
+            stamps = {row.at for row in conn.execute(select(PositionMarkRecord))}
+        assert stamps == {session(FRIDAY).close - timedelta(minutes=1)}
+    finally:
+        store.dispose()
