@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, ParamSpec, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -677,6 +678,147 @@ def _on_day(column: Any, day: date) -> ColumnElement[bool]:
 
 
 # --------------------------------------------------------------------------------------------
+# Read memo for an exclusive ledger
+# --------------------------------------------------------------------------------------------
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+# the statements that change no table (reads, transaction control, connection set-up)
+_NO_WRITE = re.compile(
+    r"^\s*(?:SELECT|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|SHOW|SET)\b", re.I
+)
+_WRITE_TABLE = re.compile(
+    r"^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)\s+\"?(\w+)", re.I
+)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a read's argument (iterables of kinds, statuses, ids)."""
+    if isinstance(value, (str, bytes)) or value is None:
+        return value
+    if isinstance(value, (set, frozenset)):
+        return frozenset(value)
+    if isinstance(value, (list, tuple)) or (
+        isinstance(value, Iterable) and not isinstance(value, Mapping)
+    ):
+        return tuple(value)
+    return value
+
+
+def _copy(value: Any) -> Any:
+    """The memo hands out its own list/dict copies (the rows are frozen)."""
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+class _ReadMemo:
+    """Results of the hot reads, kept until a statement writes a table they read.
+
+    Only for a ledger this process alone writes (``TradeStore(url, exclusive=True)``: a
+    backtest's own ledger). Every statement the store's engine sends is seen
+    (``before_cursor_execute``): an INSERT/UPDATE/DELETE drops the reads of its table, at the
+    statement and again at COMMIT; any other statement that is not a read (DDL, a migration)
+    drops everything. A read that raced a write is not kept (generation check).
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[Any, ...], Any] = {}
+        self._by_table: dict[str, set[tuple[Any, ...]]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[Any, ...]) -> tuple[bool, Any]:
+        with self._lock:
+            if key in self._values:
+                self.hits += 1
+                return True, _copy(self._values[key])
+            self.misses += 1
+            return False, None
+
+    def put(
+        self, key: tuple[Any, ...], tables: frozenset[str], value: Any, generation: int
+    ) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return  # a write happened while reading: do not keep a possibly stale result
+            self._values[key] = _copy(value)
+            for table in tables:
+                self._by_table.setdefault(table, set()).add(key)
+
+    def invalidate(self, table: str | None) -> None:
+        """Drop the reads of ``table`` (None: every read)."""
+        with self._lock:
+            self.generation += 1
+            if table is None:
+                self._values.clear()
+                self._by_table.clear()
+                return
+            for key in self._by_table.pop(table, ()):
+                self._values.pop(key, None)
+
+    def seen(self, conn: Connection, statement: str) -> None:
+        if _NO_WRITE.match(statement):
+            return
+        match = _WRITE_TABLE.match(statement)
+        table = match.group(1).lower() if match else None
+        self.invalidate(table)
+        conn.info.setdefault("dte_written", set()).add(table)
+
+    def committed(self, conn: Connection) -> None:
+        for table in conn.info.pop("dte_written", ()):
+            self.invalidate(table)
+
+    def attach(self, engine: Engine) -> None:
+        @event.listens_for(engine, "before_cursor_execute")
+        def _before(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+            self.seen(conn, statement)
+
+        @event.listens_for(engine, "commit")
+        def _commit(conn: Connection) -> None:
+            self.committed(conn)
+
+        @event.listens_for(engine, "rollback")
+        def _rollback(conn: Connection) -> None:
+            conn.info.pop("dte_written", None)
+
+
+def _memoized(*tables: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Serve a read method from the store's ``_ReadMemo`` (when it has one) until one of
+    ``tables`` is written."""
+    watched = frozenset(tables)
+
+    def wrap(method: Callable[_P, _R]) -> Callable[_P, _R]:
+        name = method.__name__
+
+        @functools.wraps(method)
+        def read(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            memo: _ReadMemo | None = getattr(args[0], "_memo", None)
+            if memo is None:
+                return method(*args, **kwargs)
+            key = (
+                name,
+                tuple(_frozen(a) for a in args[1:]),
+                tuple(sorted((k, _frozen(v)) for k, v in kwargs.items())),
+            )
+            found, value = memo.get(key)
+            if found:
+                return cast(_R, value)
+            generation = memo.generation
+            result = method(*args, **kwargs)
+            memo.put(key, watched, result, generation)
+            return result
+
+        return read
+
+    return wrap
+
+
+# --------------------------------------------------------------------------------------------
 # Repository
 # --------------------------------------------------------------------------------------------
 
@@ -684,9 +826,17 @@ def _on_day(column: Any, day: date) -> ColumnElement[bool]:
 class TradeStore:
     """Repository over the trade database; every method runs in its own short transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, exclusive: bool = False) -> None:
+        """``exclusive``: this process is the ledger's only writer (a backtest's own ledger), so
+        the hot reads are served from memory until this store writes their table
+        (``_ReadMemo``). Never for the trading ledger: flows, the CLI and the UI's approvals
+        write it from other processes."""
         self.url = normalize_url(url)
         self._engine = make_engine(self.url)
+        self._memo: _ReadMemo | None = None
+        if exclusive:
+            self._memo = _ReadMemo()
+            self._memo.attach(self._engine)
         writer = self._engine
         if self.url.get_backend_name() == "sqlite":
             writer = self._engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
@@ -832,6 +982,7 @@ class TradeStore:
                 },
             )
 
+    @_memoized("signals")
     def signals(self, day: date | None = None, system: SystemName | None = None) -> list[Signal]:
         stmt = select(SignalRecord).order_by(SignalRecord.at, SignalRecord.signal_id)
         if day is not None:
@@ -910,6 +1061,7 @@ class TradeStore:
         )
         return StoredIntent(intent, row.status, row.status_reason, row.broker_order_id)
 
+    @_memoized("intents")
     def intent_by_client_id(self, client_order_id: str) -> StoredIntent | None:
         stmt = select(IntentRecord).where(IntentRecord.client_order_id == client_order_id)
         with self._rows() as conn:
@@ -1004,6 +1156,7 @@ class TradeStore:
             if cast(CursorResult[Any], result).rowcount != 1:
                 raise KeyError(f"unknown intent {client_order_id!r}")
 
+    @_memoized("intents")
     def position_intents(self, position_id: str) -> list[StoredIntent]:
         """Every intent that closes (part of) ``position_id``, any day, oldest first."""
         stmt = (
@@ -1014,6 +1167,7 @@ class TradeStore:
         with self._rows() as conn:
             return [self._stored_intent(row) for row in conn.execute(stmt)]
 
+    @_memoized("intents")
     def intents(
         self,
         day: date | None = None,
@@ -1325,12 +1479,14 @@ class TradeStore:
             session.flush()
             return child
 
+    @_memoized("positions")
     def position(self, position_id: str) -> Position | None:
         stmt = select(PositionRecord).where(PositionRecord.position_id == position_id)
         with self._rows() as conn:
             row = conn.execute(stmt).first()
             return None if row is None else self._position(row)
 
+    @_memoized("positions")
     def open_positions(self, system: SystemName | None = None) -> list[Position]:
         stmt = (
             select(PositionRecord)
@@ -1342,6 +1498,7 @@ class TradeStore:
         with self._rows() as conn:
             return [self._position(row) for row in conn.execute(stmt)]
 
+    @_memoized("positions")
     def positions_open_at(self, at: datetime, system: SystemName | None = None) -> list[Position]:
         """Rows open at instant ``at``: opened at or before it, not closed by then. A partly
         closed position shows as its parent row plus the partial-close rows closed after ``at``
@@ -1358,6 +1515,7 @@ class TradeStore:
         with self._rows() as conn:
             return [self._position(row) for row in conn.execute(stmt)]
 
+    @_memoized("positions")
     def positions(
         self, day: date | None = None, system: SystemName | None = None
     ) -> list[Position]:
@@ -1372,6 +1530,7 @@ class TradeStore:
         with self._rows() as conn:
             return [self._position(row) for row in conn.execute(stmt)]
 
+    @_memoized("positions")
     def positions_closed_on(self, day: date, system: SystemName | None = None) -> list[Position]:
         """Rows closed on the New York ``day`` (whole closes and partial-close rows), by close."""
         stmt = (
@@ -1469,6 +1628,7 @@ class TradeStore:
                 )
         return len(marks)
 
+    @_memoized("position_marks")
     def baseline_marks(self, position_ids: Iterable[str], day: date) -> dict[str, Decimal]:
         """The latest recorded mark before session ``day`` of each position (id -> value);
         positions never marked before ``day`` are left out."""
@@ -1541,6 +1701,7 @@ class TradeStore:
                 )
             )
 
+    @_memoized("risk_events")
     def risk_events(
         self, day: date | None = None, kinds: Iterable[str] | None = None
     ) -> list[RiskEventRow]:
@@ -1573,6 +1734,7 @@ class TradeStore:
                 )
             )
 
+    @_memoized("trading_state")
     def trading_state(self, at: datetime | None = None) -> TradingStateRow | None:
         """The latest trading-state row (by time, then insertion), None if never set; with
         ``at``, the latest one set at or before it (the state as of ``at``)."""

@@ -106,12 +106,18 @@ def previous_trading_day(day: date) -> date:
 
 def trading_days(start: date, end: date) -> list[date]:
     """Sessions in [start, end], ascending."""
+    return list(_trading_days(start, end))
+
+
+@functools.lru_cache(maxsize=4096)
+def _trading_days(start: date, end: date) -> tuple[date, ...]:
+    # the simulator and the backtest ask for the same spans every minute
     _check_span(start)
     _check_span(end)
     if end < start:
-        return []
+        return ()
     sessions = _xnys().sessions_in_range(start.isoformat(), end.isoformat())
-    return [ts.date() for ts in sessions]
+    return tuple(ts.date() for ts in sessions)
 
 
 @functools.lru_cache(maxsize=4096)

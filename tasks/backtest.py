@@ -379,7 +379,7 @@ class Backtest:
         self.raw_market = build_market(params.source, params.seed, polygon)
         self.market = LookAheadGuard(self.raw_market, self.clock, record=record_accesses)
         self.broker = BacktestBroker(self.market, self.clock, params.fill_config())
-        self.store = TradeStore(self.ledger_url)
+        self.store = TradeStore(self.ledger_url, exclusive=True)  # its own ledger, one writer
         self.results: BacktestStore | None = None
         try:
             self.store.migrate()

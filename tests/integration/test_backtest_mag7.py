@@ -84,3 +84,39 @@ def test_backtest_when_mag7_spread_carried_then_day_close_mark_is_next_day_basel
         assert stamps == {session(FRIDAY).close - timedelta(minutes=1)}
     finally:
         store.dispose()
+
+
+def test_backtest_when_ledger_reads_served_from_memory_then_same_results_as_reading_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backtest's ledger is exclusive (its hot reads come from memory until written): over
+    four days with a Mag7 carry, take-profit/stop/risk exits and three HALTs (seed 5), the
+    results equal a run whose every read goes to the database."""
+    from adapters.store import TradeStore
+
+    params = BacktestParams(
+        system="both",
+        start=FRIDAY,
+        end=date(2026, 11, 18),
+        seed=5,
+        smart_overrides={"loop_interval_seconds": 300},
+    )
+    kept: list[backtest_module.Backtest] = []
+    memo = run_backtest(params, out_dir=tmp_path / "memo", keep=kept.append)
+    assert kept[0].store._memo is not None and kept[0].store._memo.hits > 0
+
+    def plain(url: str, exclusive: bool = False) -> TradeStore:
+        return TradeStore(url)  # every read from the database
+
+    monkeypatch.setattr(backtest_module, "TradeStore", plain)
+    direct = run_backtest(params, out_dir=tmp_path / "direct")
+
+    assert len(memo.trades) > 10
+    assert {t.system for t in memo.trades} == {"smart0dte", "mag7"}
+    assert [(t.position_id, t.closed_at, t.pnl, t.exit_reason) for t in memo.trades] == [
+        (t.position_id, t.closed_at, t.pnl, t.exit_reason) for t in direct.trades
+    ]
+    assert [(d.state, d.orders, d.equity) for d in memo.days] == [
+        (d.state, d.orders, d.equity) for d in direct.days
+    ]
+    assert memo.metrics == direct.metrics
