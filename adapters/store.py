@@ -677,6 +677,29 @@ def _on_day(column: Any, day: date) -> ColumnElement[bool]:
     return condition
 
 
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(
+    dialect: str,
+    record: type[Base],
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    newer: str | None,
+) -> Any:
+    """``TradeStore._upsert``'s statement for one table and column set (no values)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, record.__table__)
+    stmt = insert(table)
+    where = None if newer is None else table.c[newer] <= stmt.excluded[newer]
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={k: stmt.excluded[k] for k in columns if k not in keys},
+        where=where,
+    )
+
+
+_INSERT_PNL_MARK = insert(PnlMarkRecord)
+_INSERT_ORDER_EVENT = insert(OrderEventRecord)
+
 # --------------------------------------------------------------------------------------------
 # Read memo for an exclusive ledger
 # --------------------------------------------------------------------------------------------
@@ -951,16 +974,10 @@ class TradeStore:
         newer: str | None = None,
     ) -> Any:
         """INSERT ... ON CONFLICT (``keys``) DO UPDATE every other column; with ``newer`` (a
-        timestamp column) an existing row is replaced only by one at least as recent."""
-        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
-        table = cast(Table, record.__table__)
-        stmt = insert(table).values(**values)
-        where = None if newer is None else table.c[newer] <= stmt.excluded[newer]
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in keys],
-            set_={k: stmt.excluded[k] for k in values if k not in keys},
-            where=where,
-        )
+        timestamp column) an existing row is replaced only by one at least as recent. The
+        statement has no values: execute it with ``values`` as its parameters (built once per
+        shape, so the hot writes skip building and keying a new statement each time)."""
+        return _upsert_statement(self.dialect_name, record, tuple(values), tuple(keys), newer)
 
     # -- signals ----------------------------------------------------------------------------
 
@@ -1208,19 +1225,18 @@ class TradeStore:
             "reason": order.reason,
             "updated_at": at,
         }
-        upsert = self._upsert(OrderRecord, values, ["broker_order_id"])
-        event = insert(OrderEventRecord).values(
-            broker_order_id=order.broker_order_id,
-            at=at,
-            status=order.status,
-            limit_price=order.limit_price,
-            filled_quantity=order.filled_quantity,
-            note=note,
-        )
+        event = {
+            "broker_order_id": order.broker_order_id,
+            "at": at,
+            "status": order.status,
+            "limit_price": order.limit_price,
+            "filled_quantity": order.filled_quantity,
+            "note": note,
+        }
         try:
             with self._tx() as session:  # one round trip each; the FK checks the intent
-                session.execute(upsert)
-                session.execute(event)
+                session.execute(self._upsert(OrderRecord, values, ["broker_order_id"]), values)
+                session.execute(_INSERT_ORDER_EVENT, event)
         except IntegrityError:
             if self.intent_by_client_id(order.client_order_id) is None:
                 raise KeyError(
@@ -1584,7 +1600,7 @@ class TradeStore:
             "recorded_at": at,
         }
         with self._tx() as conn:
-            conn.execute(self._upsert(IvHistoryRecord, values, ["symbol", "day"]))
+            conn.execute(self._upsert(IvHistoryRecord, values, ["symbol", "day"]), values)
 
     def backfill_iv(
         self,
@@ -1624,7 +1640,7 @@ class TradeStore:
             for position_id, value in marks.items():
                 row = {"position_id": position_id, "day": day, "value": _money(value), "at": at}
                 conn.execute(
-                    self._upsert(PositionMarkRecord, row, ["position_id", "day"], newer="at")
+                    self._upsert(PositionMarkRecord, row, ["position_id", "day"], newer="at"), row
                 )
         return len(marks)
 
@@ -1758,12 +1774,14 @@ class TradeStore:
         self, system: SystemName, at: datetime, realized: Decimal, unrealized: Decimal
     ) -> None:
         require_aware(at, "at")
-        with self._tx() as conn:
-            conn.execute(
-                insert(PnlMarkRecord).values(
-                    system=SystemName(system), at=at, realized=realized, unrealized=unrealized
-                )
-            )
+        values = {
+            "system": SystemName(system),
+            "at": at,
+            "realized": realized,
+            "unrealized": unrealized,
+        }
+        with self._tx() as conn:  # one a loop minute: a prebuilt statement, parameters apart
+            conn.execute(_INSERT_PNL_MARK, values)
 
     def pnl_marks(self, day: date, system: SystemName | None = None) -> list[PnlMark]:
         stmt = (
@@ -1799,7 +1817,7 @@ class TradeStore:
             "trades": trades,
         }
         with self._tx() as conn:
-            conn.execute(self._upsert(DailyPnlRecord, values, ["day", "system"]))
+            conn.execute(self._upsert(DailyPnlRecord, values, ["day", "system"]), values)
 
     def daily_pnl(self, day: date) -> list[DailyPnlRow]:
         stmt = (

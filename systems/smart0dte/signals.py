@@ -124,6 +124,14 @@ def momentum(view: UnderlyingView, cfg: MomentumConfig) -> SignalCandidate | Non
 
 def _aligned_closes(a: Bars, b: Bars, n: int) -> tuple[FloatArray, FloatArray] | None:
     """The last ``n`` closes of both series on common bar times, or None if too few."""
+    if a.times == b.times and all(x < y for x, y in zip(a.times, a.times[1:], strict=False)):
+        # the usual case, both series have every minute: the common times are all of them
+        if len(a.times) < n:
+            return None
+        return (
+            np.array(a.close[-n:], dtype=np.float64),
+            np.array(b.close[-n:], dtype=np.float64),
+        )
     common = sorted(set(a.times) & set(b.times))
     if len(common) < n:
         return None

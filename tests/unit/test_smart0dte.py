@@ -6,6 +6,7 @@ import pytest
 
 from core.calendar import NY, session
 from core.chains import LiquidityRules, analyze_chain
+from core.marketdata import Bars
 from core.models import Direction, SignalKind, StructureKind
 from systems.smart0dte.config import DEFAULT
 from systems.smart0dte.signals import (
@@ -118,6 +119,29 @@ def test_divergence_when_too_few_bars_then_no_signal():
     spy, qqq = _pair(n=40)
     views = {"SPY": view(spy, "SPY", chain=False), "QQQ": view(qqq, "QQQ", chain=False)}
     assert divergence(views, DEFAULT.divergence) == []
+
+
+def test_divergence_when_one_series_misses_a_minute_then_pairs_on_common_times():
+    spy, qqq = _pair()
+    full = {"SPY": view(spy, "SPY", chain=False), "QQQ": view(qqq, "QQQ", chain=False)}
+    bars = full["QQQ"].bars
+    keep = [i for i in range(len(bars)) if i != 30]  # QQQ printed no bar at 10:00
+    gappy = Bars(
+        "QQQ",
+        tuple(bars.times[i] for i in keep),
+        bars.open[keep],
+        bars.high[keep],
+        bars.low[keep],
+        bars.close[keep],
+        bars.volume[keep],
+    )
+    views = {**full, "QQQ": UnderlyingView("QQQ", gappy, float(qqq[0]), None, "missing")}
+    spy_without = {**full, "SPY": view(np.delete(spy, 30), "SPY", chain=False)}
+    spy_without["QQQ"] = view(np.delete(qqq, 30), "QQQ", chain=False)
+
+    # the same closes paired on the 79 common minutes, whatever their clock times
+    assert divergence(views, DEFAULT.divergence) == divergence(spy_without, DEFAULT.divergence)
+    assert len(divergence(views, DEFAULT.divergence)) == 1
 
 
 def test_realized_vol_when_constant_step_noise_then_annualised_on_calendar_minutes():
