@@ -823,16 +823,20 @@ def _memoized(*tables: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
             memo: _ReadMemo | None = getattr(args[0], "_memo", None)
             if memo is None:
                 return method(*args, **kwargs)
-            key = (
-                name,
-                tuple(_frozen(a) for a in args[1:]),
-                tuple(sorted((k, _frozen(v)) for k, v in kwargs.items())),
-            )
+            positional = tuple(_frozen(a) for a in args[1:])
+            named = {k: _frozen(v) for k, v in kwargs.items()}
+            key = (name, positional, tuple(sorted(named.items())))
             found, value = memo.get(key)
             if found:
                 return cast(_R, value)
             generation = memo.generation
-            result = method(*args, **kwargs)
+            # an iterator argument was consumed by the key: the read gets its values instead
+            call_args = [
+                f if isinstance(a, Iterator) else a
+                for a, f in zip(args[1:], positional, strict=True)
+            ]
+            call_kwargs = {k: named[k] if isinstance(v, Iterator) else v for k, v in kwargs.items()}
+            result = method(args[0], *call_args, **call_kwargs)  # type: ignore[arg-type]
             memo.put(key, watched, result, generation)
             return result
 

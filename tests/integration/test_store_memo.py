@@ -6,6 +6,7 @@ cannot change what the next caller gets."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -145,3 +146,16 @@ def test_store_when_not_exclusive_then_another_writers_rows_are_read(trade_db_ur
     finally:
         reader.dispose()
         writer.dispose()
+
+
+def test_read_when_ids_given_as_a_generator_then_read_and_memo_see_all_of_them(
+    exclusive: TradeStore,
+) -> None:
+    exclusive.open_position(position(), "open-coid")
+    exclusive.record_position_marks(DAY, ny(15, 59), {"pos-1": Decimal("-1.10")})
+    later = date(2026, 12, 1)
+
+    first = exclusive.baseline_marks((pid for pid in ["pos-1"]), later)
+    again = exclusive.baseline_marks((pid for pid in ["pos-1"]), later)
+
+    assert first == again == {"pos-1": Decimal("-1.1000")}
