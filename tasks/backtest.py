@@ -46,10 +46,8 @@ from adapters.backtest_broker import BacktestBroker, BacktestFillConfig
 from adapters.backtest_store import BacktestStore, EquityRow, TradeRow
 from adapters.cache import InProcessCache
 from adapters.clock import SimClock
-from adapters.ports import MarketDataError
 from adapters.store import TradeStore, normalize_url
 from core.calendar import NY, CalendarError, session, trading_days
-from core.chains import ChainError, combo_quote
 from core.models import (
     IntentAction,
     IntentStatus,
@@ -61,6 +59,7 @@ from core.models import (
     TradingMode,
     client_order_id,
 )
+from core.pnl import base_id
 from tasks import steps, trading
 from tasks.backtest_market import (
     SOURCES,
@@ -407,6 +406,7 @@ class Backtest:
             raise
         self.day_results: list[DayResult] = []
         self._equity = Decimal(str(params.capital))
+        self._realized = Decimal("0")  # closed rows' P&L over the run so far, after commissions
 
     def _parameters(self, polygon: PolygonAccess | None) -> dict[str, Any]:
         out = self.params.as_dict()
@@ -581,14 +581,6 @@ class Backtest:
         log.warning("%s settled at expiry: %s", pos.position_id, intent.reason)
 
     # -- end of day -----------------------------------------------------------------------------
-    def _mark(self, pos: Position, at: datetime) -> Decimal | None:
-        try:
-            snap = self.market.chain(pos.spread.underlying, pos.spread.expiry, at)
-            return combo_quote({(pos.spread.underlying, pos.spread.expiry): snap}, pos.spread).mid
-        except (MarketDataError, ChainError) as exc:
-            log.warning("no end-of-day mark for %s: %s", pos.position_id, exc)
-            return None
-
     def _close_day(
         self,
         rt: Runtime,
@@ -601,44 +593,30 @@ class Backtest:
         day = rt.session.day
         mark_at = rt.session.close - MARK_BEFORE_CLOSE
         systems: dict[str, SystemDay] = {}
-        positions = self.store.positions()
-        fills = self.store.fills(day=day)
-        fill_system = {s.intent.client_order_id: s.intent.system for s in self.store.intents()}
-        total_realized = Decimal("0")
+        # today's rows only: the ledger grows over the run, the day's work should not
+        closed = self.store.positions_closed_on(day)
+        open_now = self.store.open_positions()
+        close_marks = trading.marks(rt, open_now, None, at=mark_at)
         total_unrealized = Decimal("0")
-        close_marks: dict[str, Decimal] = {}
         for system in self.systems:
-            closed_today = [
-                p
-                for p in positions
-                if p.system is system
-                and p.status is PositionStatus.CLOSED
-                and p.closed_at is not None
-                and p.closed_at.astimezone(NY).date() == day
-            ]
+            closed_today = [p for p in closed if p.system is system]
             unrealized = Decimal("0")
-            for pos in positions:
-                if pos.system is system and pos.status is PositionStatus.OPEN:
-                    value = self._mark(pos, mark_at)
-                    if value is not None:
-                        close_marks[pos.position_id] = value
-                        unrealized += pos.unrealized(value) - pos.entry_commission
-                    else:  # at cost: only the entry commission is lost so far
-                        unrealized -= pos.entry_commission
+            for pos in open_now:
+                if pos.system is system:
+                    value = close_marks.get(pos.position_id)
+                    # unquoted: at cost, only the entry commission is lost so far
+                    gain = pos.unrealized(value) if value is not None else Decimal("0")
+                    unrealized += gain - pos.entry_commission
             realized = sum((p.realized() for p in closed_today), Decimal("0"))
             commissions = sum(
-                (f.commission for f in fills if fill_system.get(f.client_order_id) is system),
-                Decimal("0"),
+                (f.commission for f in self.store.fills(day=day, system=system)), Decimal("0")
             )
             systems[system.value] = SystemDay(realized, unrealized, commissions, len(closed_today))
-            total_realized += realized
             total_unrealized += unrealized
         # the next session's daily-loss baseline of every position carried overnight
         self.store.record_position_marks(day, mark_at, close_marks)
-        realized_to_date = sum(
-            (p.realized() for p in positions if p.status is PositionStatus.CLOSED), Decimal("0")
-        )
-        equity = Decimal(str(self.params.capital)) + realized_to_date + total_unrealized
+        self._realized += sum((p.realized() for p in closed), Decimal("0"))
+        equity = Decimal(str(self.params.capital)) + self._realized + total_unrealized
         pnl = equity - self._equity
         self._equity = equity
         state = trading.current_state(rt)
@@ -672,8 +650,9 @@ class Backtest:
         for p in self.store.positions():
             if p.status is not PositionStatus.CLOSED or p.closed_at is None:
                 continue
-            parent = p.position_id.split("-p", maxsplit=1)[0]
-            reasons = [r for at, r in sorted(closes.get(parent, [])) if at <= p.closed_at]
+            reasons = [
+                r for at, r in sorted(closes.get(base_id(p.position_id), [])) if at <= p.closed_at
+            ]
             out.append(
                 TradeRow(
                     position_id=p.position_id,
