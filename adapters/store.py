@@ -677,6 +677,19 @@ def _on_day(column: Any, day: date) -> ColumnElement[bool]:
     return condition
 
 
+def _dialect_insert(dialect: str, record: type[Base]) -> Any:
+    """The dialect's INSERT of ``record``'s table (PostgreSQL or SQLite: ON CONFLICT clauses)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(cast(Table, record.__table__))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_ignore_statement(dialect: str, record: type[Base]) -> Any:
+    """``TradeStore._insert_ignore``'s statement for one table (no values)."""
+    stmt = _dialect_insert(dialect, record)
+    return stmt.on_conflict_do_nothing().returning(*stmt.table.primary_key.columns)
+
+
 @functools.lru_cache(maxsize=64)
 def _upsert_statement(
     dialect: str,
@@ -686,9 +699,8 @@ def _upsert_statement(
     newer: str | None,
 ) -> Any:
     """``TradeStore._upsert``'s statement for one table and column set (no values)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = cast(Table, record.__table__)
-    stmt = insert(table)
+    stmt = _dialect_insert(dialect, record)
+    table = stmt.table
     where = None if newer is None else table.c[newer] <= stmt.excluded[newer]
     return stmt.on_conflict_do_update(
         index_elements=[table.c[k] for k in keys],
@@ -959,16 +971,10 @@ class TradeStore:
     def _insert_ignore(
         self, session: Session | Connection, record: type[Base], values: dict[str, Any]
     ) -> bool:
-        """INSERT ... ON CONFLICT DO NOTHING; True if the row was inserted."""
-        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
-        table = cast(Table, record.__table__)
-        stmt = (
-            insert(table)
-            .values(**values)
-            .on_conflict_do_nothing()
-            .returning(*table.primary_key.columns)
-        )
-        return session.execute(stmt).first() is not None
+        """INSERT ... ON CONFLICT DO NOTHING; True if the row was inserted (the statement is
+        built once per table, ``values`` are its parameters)."""
+        stmt = _insert_ignore_statement(self.dialect_name, record)
+        return session.execute(stmt, values).first() is not None
 
     def _upsert(
         self,
@@ -1640,13 +1646,14 @@ class TradeStore:
         require_aware(at, "at")
         if not marks:
             return 0
+        rows = [
+            {"position_id": position_id, "day": day, "value": _money(value), "at": at}
+            for position_id, value in marks.items()
+        ]
+        upsert = self._upsert(PositionMarkRecord, rows[0], ["position_id", "day"], newer="at")
         with self._tx() as conn:
-            for position_id, value in marks.items():
-                row = {"position_id": position_id, "day": day, "value": _money(value), "at": at}
-                conn.execute(
-                    self._upsert(PositionMarkRecord, row, ["position_id", "day"], newer="at"), row
-                )
-        return len(marks)
+            conn.execute(upsert, rows)
+        return len(rows)
 
     @_memoized("position_marks")
     def baseline_marks(self, position_ids: Iterable[str], day: date) -> dict[str, Decimal]:
