@@ -78,7 +78,6 @@ SYSTEM_CHOICES = ("smart0dte", "mag7", "both")
 DEFAULT_OUT = Path("reports/backtests")
 RESULTS_DB_NAME = "backtests.db"
 SESSION_START = time(9, 35)  # the market-open scan: reset the daily state, reconcile
-MARK_BEFORE_CLOSE = timedelta(minutes=1)  # end-of-day marks use the session's last minute
 DEFAULT_FILL = BacktestFillConfig()
 # at one instant: Mag7's check, then its entry scan (as the demo runs them), then the close-out
 EVENT_ORDER = {"manage": 0, "entry": 1, "closeout": 2}
@@ -591,7 +590,7 @@ class Backtest:
         flat: bool | None,
     ) -> DayResult:
         day = rt.session.day
-        mark_at = rt.session.close - MARK_BEFORE_CLOSE
+        mark_at = trading.last_minute(rt)  # the clock is at the close
         systems: dict[str, SystemDay] = {}
         # today's rows only: the ledger grows over the run, the day's work should not
         closed = self.store.positions_closed_on(day)

@@ -201,6 +201,13 @@ def _tiers_done(pos: Position, intent: OrderIntent, tiers_after: int | None) -> 
     return tiers_after
 
 
+def _left_to_another_run(store: TradeStore, cid: str, reason: str) -> ExecutionResult:
+    """The intent is another run's to work (its claim): its stored status, nothing placed here."""
+    current = store.intent_by_client_id(cid)
+    status = current.status if current is not None else IntentStatus.PENDING
+    return ExecutionResult(cid, status, 0, None, reason, False, elsewhere=True)
+
+
 def execute_intent(
     intent: OrderIntent,
     broker: Broker,
@@ -240,11 +247,8 @@ def execute_intent(
         intent = stored.intent  # the persisted intent wins over a re-derived one
     holder = None if claimed else claim(store, cid, owner)
     if holder is not None:
-        current = store.intent_by_client_id(cid)
-        status = current.status if current is not None else IntentStatus.PENDING
         log.info("%s: worked by another run (%s); left to it", cid, holder)
-        reason = f"worked by another run ({holder})"
-        return ExecutionResult(cid, status, 0, None, reason, False, elsewhere=True)
+        return _left_to_another_run(store, cid, f"worked by another run ({holder})")
     if after_persist is not None:
         after_persist(intent)
 
@@ -252,9 +256,7 @@ def execute_intent(
         return _place_and_walk(intent, broker, store, clock, walk, signal_kind, tiers_after, owner)
     except ClaimLost as exc:
         log.warning("%s: %s", cid, exc)
-        current = store.intent_by_client_id(cid)
-        status = current.status if current is not None else IntentStatus.PENDING
-        return ExecutionResult(cid, status, 0, None, str(exc), False, elsewhere=True)
+        return _left_to_another_run(store, cid, str(exc))
     except BrokerUnavailable as exc:
         # nothing reached the broker (or we cannot know yet): keep the intent open, never reject
         # it; the next call for this intent (the loop's next minute, recovery at a flow's start)

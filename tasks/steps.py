@@ -252,8 +252,7 @@ def report(rt: Runtime, out_dir: str) -> dict[str, Any]:
         _logger().info("close marks of %d carried position(s) stored", marked)
     # after the close: the Mag7 names' 30-day ATM IV at the session's last minute replaces the
     # value the day's last management check stored (IV history for tomorrow's IV rank)
-    closing = min(rt.clock.now(), rt.session.close - timedelta(minutes=1))
-    ivs = mag7.record_daily_iv(rt, closing)
+    ivs = mag7.record_daily_iv(rt, trading.last_minute(rt))
     _logger().info("30-day ATM IV at the close stored for %d Mag7 name(s)", len(ivs))
     md, chart, summary = write_report(rt.store, rt.session, Path(out_dir), rt.limits)
     section, story = narrative_markdown(rt)

@@ -186,10 +186,16 @@ def daily_pnl(rt: Runtime, open_marks: Mapping[str, Decimal]) -> tuple[Decimal, 
     )
 
 
-def record_close_marks(rt: Runtime, before_close: timedelta = timedelta(minutes=1)) -> int:
+def last_minute(rt: Runtime) -> datetime:
+    """The session's last minute once it is over (now, before that): the instant end-of-day
+    marks and IVs are taken at."""
+    return min(rt.clock.now(), rt.session.close - timedelta(minutes=1))
+
+
+def record_close_marks(rt: Runtime) -> int:
     """Store each open position's net mid at the session's last minute (after the close, or
     with a live feed: its latest quotes) as the next session's daily-P&L baseline."""
-    at = min(rt.clock.now(), rt.session.close - before_close)
+    at = last_minute(rt)
     positions = rt.store.open_positions()
     if not positions:
         return 0
