@@ -51,6 +51,7 @@ from core.models import (
 from core.spreads import width
 
 _META = sa.MetaData()
+STORED_QUANTUM = Decimal("0.0001")  # Numeric(18, 4)
 
 ORDERS = sa.Table(
     "paper_orders",
@@ -160,6 +161,12 @@ class QuoteBook:
         return combo_quote(snaps, spread)
 
 
+def _as_stored(price: Decimal) -> Decimal:
+    """A price as the broker's Numeric(18, 4) columns give it back (the views the broker returns
+    without re-reading the row it has just written)."""
+    return price.quantize(STORED_QUANTUM)
+
+
 class PaperBroker:
     def __init__(
         self,
@@ -241,7 +248,7 @@ class PaperBroker:
             order,
             status=OrderStatus.FILLED,
             filled_quantity=order.quantity,
-            avg_fill_price=Decimal(price).quantize(Decimal("0.0001")),
+            avg_fill_price=_as_stored(price),
         )
 
     def _sweep(self) -> dict[str, BrokerOrder]:
@@ -319,7 +326,7 @@ class PaperBroker:
                     side=intent.combo_side,
                     spread=intent.spread,
                     quantity=intent.quantity,
-                    limit_price=Decimal(intent.limit_price).quantize(Decimal("0.0001")),
+                    limit_price=_as_stored(intent.limit_price),
                     status=OrderStatus.WORKING,
                     filled_quantity=0,
                     avg_fill_price=None,
@@ -352,8 +359,9 @@ class PaperBroker:
                     .where(ORDERS.c.client_order_id == client_order_id)
                     .values(limit_price=limit_price, updated_at=now.isoformat())
                 )
-                limit = Decimal(limit_price).quantize(Decimal("0.0001"))
-                return self._evaluate(conn, replace(order, limit_price=limit), now)
+                return self._evaluate(
+                    conn, replace(order, limit_price=_as_stored(limit_price)), now
+                )
 
     def cancel(self, client_order_id: str) -> BrokerOrder:
         with self._lock:
