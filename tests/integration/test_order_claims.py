@@ -19,7 +19,7 @@ import pytest
 from adapters.store import TradeStore
 from core.calendar import next_trading_day
 from core.exits import ExitReason
-from core.models import IntentStatus, Position, SignalKind, SystemName
+from core.models import IntentStatus, OrderIntent, Position, SignalKind, SystemName
 from core.orders import close_intent, walk_prices
 from systems.mag7.exits import Mag7ExitDecision, Mag7ExitKind
 from tasks import mag7, trading
@@ -47,6 +47,17 @@ OTHER = "other-host:4242:feedbeef"  # a run on another machine: never judged dea
 # the order-path tests' fixtures: a fresh SQLite ledger and a runtime on it
 db_url = order_path.db_url
 rt = order_path.rt
+
+
+def held_intent(rt: Runtime, holder: str) -> tuple[OrderIntent, datetime]:
+    """A marketable SPY call debit entry, stored and claimed by ``holder`` now (returned)."""
+    spread = call_debit(chain_now(rt))
+    q = quote_of(rt, spread)
+    intent = entry(rt, spread, q.ask, q.ask)
+    rt.store.save_intent(intent)
+    now = datetime.now(UTC)
+    assert rt.store.claim_intent(intent.client_order_id, holder, now, now + CLAIM_LEASE) is None
+    return intent, now
 
 
 def test_claim_intent_when_two_owners_race_then_one_wins_until_released_or_expired(
@@ -81,12 +92,7 @@ def test_claim_intent_when_two_owners_race_then_one_wins_until_released_or_expir
 def test_execute_intent_when_another_live_run_holds_it_then_broker_untouched(
     rt: Runtime, db_url: str
 ) -> None:
-    spread = call_debit(chain_now(rt))
-    q = quote_of(rt, spread)
-    intent = entry(rt, spread, q.ask, q.ask)
-    rt.store.save_intent(intent)
-    now = datetime.now(UTC)
-    assert rt.store.claim_intent(intent.client_order_id, OTHER, now, now + CLAIM_LEASE) is None
+    intent, now = held_intent(rt, OTHER)
 
     result = run(rt, intent)
 
@@ -119,12 +125,7 @@ def test_execute_intent_when_holder_process_died_on_this_host_then_taken_over_at
         check=True,
     )
     dead = proc.stdout.strip()  # host:pid:token of a process that has exited
-    spread = call_debit(chain_now(rt))
-    q = quote_of(rt, spread)
-    intent = entry(rt, spread, q.ask, q.ask)
-    rt.store.save_intent(intent)
-    now = datetime.now(UTC)
-    rt.store.claim_intent(intent.client_order_id, dead, now, now + CLAIM_LEASE)
+    intent, _ = held_intent(rt, dead)
 
     result = run(rt, intent)
 
@@ -288,12 +289,7 @@ def test_recover_when_another_live_run_holds_a_pending_intent_then_neither_sent_
 ) -> None:
     """A flow starting while another run sits between persist and submit: its recovery must not
     submit the intent (a second order) nor drop it as stale (the other run is about to send it)."""
-    spread = call_debit(chain_now(rt))
-    q = quote_of(rt, spread)
-    intent = entry(rt, spread, q.ask, q.ask)
-    rt.store.save_intent(intent)
-    now = datetime.now(UTC)
-    rt.store.claim_intent(intent.client_order_id, OTHER, now, now + CLAIM_LEASE)
+    intent, _ = held_intent(rt, OTHER)
     rt.clock.sleep_until(rt.smart.cutoff(rt.session))  # past the entry cut-off: "stale"
 
     assert trading.recover(rt) == []
