@@ -841,6 +841,8 @@ def _memoized(*tables: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
             found, value = memo.get(key)
             if found:
                 return cast(_R, value)
+            # held-back P&L marks are written first: a write during the read voids its result
+            args[0]._flush_marks()  # type: ignore[attr-defined]
             generation = memo.generation
             # an iterator argument was consumed by the key: the read gets its values instead
             call_args = [
@@ -868,11 +870,15 @@ class TradeStore:
     def __init__(self, url: str, exclusive: bool = False) -> None:
         """``exclusive``: this process is the ledger's only writer (a backtest's own ledger), so
         the hot reads are served from memory until this store writes their table
-        (``_ReadMemo``). Never for the trading ledger: flows, the CLI and the UI's approvals
-        write it from other processes."""
+        (``_ReadMemo``), and the P&L marks are held back and written in one batch before the
+        store's next statement (a read of them included) or ``dispose``. Never for the trading
+        ledger: flows, the CLI and the UI's approvals write it from other processes, and a live
+        mark must be on disk when it is taken."""
         self.url = normalize_url(url)
         self._engine = make_engine(self.url)
         self._memo: _ReadMemo | None = None
+        self._pending_marks: list[dict[str, Any]] | None = [] if exclusive else None
+        self._marks_lock = threading.Lock()
         if exclusive:
             self._memo = _ReadMemo()
             self._memo.attach(self._engine)
@@ -889,19 +895,30 @@ class TradeStore:
 
     @property
     def engine(self) -> Engine:
+        self._flush_marks()
         return self._engine
 
     @property
     def dialect_name(self) -> str:
         return self._engine.dialect.name
 
+    def _flush_marks(self) -> None:
+        """Write the P&L marks an exclusive store holds back, in one transaction."""
+        if self._pending_marks:
+            with self._marks_lock:
+                pending, self._pending_marks = self._pending_marks, []
+            with self._writer_engine.begin() as conn:
+                conn.execute(_INSERT_PNL_MARK, pending)
+
     @contextmanager
     def _write(self) -> Iterator[Session]:
+        self._flush_marks()
         with self._session.begin() as session:
             yield session
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
+        self._flush_marks()
         with self._read_session.begin() as session:
             yield session
 
@@ -909,6 +926,7 @@ class TradeStore:
     def _tx(self) -> Iterator[Connection]:
         """A write transaction on a plain connection (SQLite: BEGIN IMMEDIATE, as ``_write``),
         for single-statement writes that need no ORM unit of work."""
+        self._flush_marks()
         with self._writer_engine.begin() as conn:
             yield conn
 
@@ -917,6 +935,7 @@ class TradeStore:
         """A read on a plain connection: rows, not ORM objects (the hot reads of the loop; about
         2.5x cheaper than an ORM session for the few rows they return). Same transaction rules
         as ``_read``; the column types (enums, money, UTC times) convert the values alike."""
+        self._flush_marks()
         with self._engine.connect() as conn:
             yield conn
 
@@ -958,6 +977,7 @@ class TradeStore:
                 command.upgrade(cfg, "head")
 
     def dispose(self) -> None:
+        self._flush_marks()
         self._engine.dispose()
 
     def table_row_counts(self) -> dict[str, int]:
@@ -1791,6 +1811,10 @@ class TradeStore:
             "realized": realized,
             "unrealized": unrealized,
         }
+        if self._pending_marks is not None:  # exclusive: batched before the next statement
+            with self._marks_lock:
+                self._pending_marks.append(values)
+            return
         with self._tx() as conn:  # one a loop minute: a prebuilt statement, parameters apart
             conn.execute(_INSERT_PNL_MARK, values)
 
@@ -1809,6 +1833,22 @@ class TradeStore:
                 )
                 for row in session.scalars(stmt)
             ]
+
+    def last_pnl_mark(self, day: date, system: SystemName) -> PnlMark | None:
+        """``system``'s latest P&L mark of ``day`` (the last of ``pnl_marks``), None if none."""
+        stmt = (
+            select(PnlMarkRecord)
+            .where(_on_day(PnlMarkRecord.at, day), PnlMarkRecord.system == system)
+            .order_by(PnlMarkRecord.at.desc(), PnlMarkRecord.id.desc())
+            .limit(1)
+        )
+        with self._read() as session:
+            row = session.scalars(stmt).first()
+            if row is None:
+                return None
+            return PnlMark(
+                system=row.system, at=row.at, realized=row.realized, unrealized=row.unrealized
+            )
 
     def upsert_daily_pnl(
         self,

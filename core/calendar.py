@@ -83,7 +83,9 @@ def _to_ny(ts: Any) -> datetime:
     return utc.astimezone(NY)
 
 
+@functools.lru_cache(maxsize=8192)
 def is_trading_day(day: date) -> bool:
+    """``day`` is an NYSE session (the calendar is fixed for the process: answers are kept)."""
     _check_span(day)
     return bool(_xnys().is_session(day.isoformat()))
 

@@ -108,12 +108,12 @@ def summarize(
     state = store.trading_state()
     commissions = sum((f.commission for f in fills), Decimal("0"))
     still_open = store.open_positions(system)
-    marks = store.pnl_marks(day, system)
+    last = store.last_pnl_mark(day, system)
     if system is SystemName.SMART0DTE:
         # the latest intraday mark's unrealised P&L, while anything is still open
-        unrealized = marks[-1].unrealized if (still_open and marks) else Decimal("0")
+        unrealized = last.unrealized if (still_open and last) else Decimal("0")
     else:
-        unrealized = marks[-1].unrealized if marks else Decimal("0")
+        unrealized = last.unrealized if last else Decimal("0")
     carried = {base_id(p.position_id) for p in closed if is_carried(p, day)}
     baselines = store.baseline_marks(carried, day) if carried else {}
     today = day_pnl(closed, day, {}, baselines)

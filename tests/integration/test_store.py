@@ -671,6 +671,21 @@ def test_record_pnl_mark_when_recorded_then_series_per_day_and_system(store: Tra
     assert store.pnl_marks(date(2026, 11, 28)) == []
 
 
+def test_last_pnl_mark_when_marks_recorded_then_latest_of_day_and_system(
+    store: TradeStore,
+) -> None:
+    assert store.last_pnl_mark(DAY, SystemName.SMART0DTE) is None
+    store.record_pnl_mark(SystemName.SMART0DTE, ny(10, 2), Decimal("40"), Decimal("-2.25"))
+    store.record_pnl_mark(SystemName.SMART0DTE, ny(10, 1), Decimal("0"), Decimal("-12.5"))
+    store.record_pnl_mark(SystemName.MAG7, ny(10, 3), Decimal("3"), Decimal("4"))
+
+    last = store.last_pnl_mark(DAY, SystemName.SMART0DTE)
+
+    assert last is not None and (last.at, last.unrealized) == (ny(10, 2), Decimal("-2.25"))
+    assert last == store.pnl_marks(DAY, SystemName.SMART0DTE)[-1]
+    assert store.last_pnl_mark(date(2026, 11, 28), SystemName.SMART0DTE) is None
+
+
 def test_upsert_daily_pnl_when_repeated_then_row_replaced(store: TradeStore) -> None:
     store.upsert_daily_pnl(DAY, SystemName.MAG7, Decimal("10"), Decimal("5"), Decimal("2.6"), 1)
     store.upsert_daily_pnl(DAY, SystemName.MAG7, Decimal("-40.5"), Decimal("0"), Decimal("7.8"), 3)

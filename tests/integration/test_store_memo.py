@@ -159,3 +159,29 @@ def test_read_when_ids_given_as_a_generator_then_read_and_memo_see_all_of_them(
     again = exclusive.baseline_marks((pid for pid in ["pos-1"]), later)
 
     assert first == again == {"pos-1": Decimal("-1.1000")}
+
+
+def test_pnl_marks_when_held_back_by_exclusive_store_then_every_reader_sees_them_in_order(
+    exclusive: TradeStore, trade_db_url: str
+) -> None:
+    exclusive.record_pnl_mark(SystemName.SMART0DTE, ny(10, 1), Decimal("0"), Decimal("-1"))
+    exclusive.record_pnl_mark(SystemName.SMART0DTE, ny(10, 2), Decimal("0"), Decimal("-2"))
+
+    # a read of the store, then the engine a caller may use directly, see the held marks
+    assert [m.unrealized for m in exclusive.pnl_marks(DAY)] == [Decimal("-1"), Decimal("-2")]
+    exclusive.record_pnl_mark(SystemName.SMART0DTE, ny(10, 3), Decimal("0"), Decimal("-3"))
+    with exclusive.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM pnl_marks")).scalar_one() == 3
+
+    # another write goes after them; the last ones reach the database when the store closes
+    exclusive.record_pnl_mark(SystemName.SMART0DTE, ny(10, 4), Decimal("0"), Decimal("-4"))
+    exclusive.record_risk_event("note", "info", "after the fourth mark", ny(10, 5))
+    exclusive.record_pnl_mark(SystemName.SMART0DTE, ny(10, 6), Decimal("5"), Decimal("-6"))
+    exclusive.dispose()
+    other = TradeStore(trade_db_url)
+    try:
+        marks = other.pnl_marks(DAY)
+        assert [m.unrealized for m in marks] == [Decimal(f"-{i}") for i in (1, 2, 3, 4, 6)]
+        assert other.last_pnl_mark(DAY, SystemName.SMART0DTE) == marks[-1]
+    finally:
+        other.dispose()
