@@ -253,6 +253,34 @@ def ncdf_into(x: FloatArray, out: FloatArray) -> None:
 
 
 @_jit
+def price1(
+    s_: float,
+    k_: float,
+    t_: float,
+    v_: float,
+    r_: float,
+    q_: float,
+    w: float,
+    eq: float,
+    er: float,
+    sqrt_t: float,
+) -> float:
+    """One price from valid inputs (``w`` = +1 call, -1 put; ``eq``, ``er``, ``sqrt_t``: exp(-qT),
+    exp(-rT), sqrt(T)), never below the discounted intrinsic value."""
+    sdq = s_ * eq
+    kdr = k_ * er
+    s = v_ * sqrt_t
+    d1 = (math.log(s_ / k_) + (r_ - q_) * t_) / max(s, _TINY) + 0.5 * s
+    d2 = d1 - s
+    p = w * (sdq * ncdf1(w * d1) - kdr * ncdf1(w * d2))
+    # no-arbitrage floor: rounding in the difference can dip below the discounted intrinsic
+    floor = w * (sdq - kdr)
+    if not floor > 0.0:
+        floor = 0.0
+    return p if p > floor else floor
+
+
+@_jit
 def price_into(
     spot: FloatArray,
     strike: FloatArray,
@@ -275,17 +303,7 @@ def price_into(
             t0, r0, q0 = t_, r_, q_
             eq, er, sqrt_t = math.exp(-q_ * t_), math.exp(-r_ * t_), math.sqrt(t_)
         w = 1.0 if is_call[i] else -1.0
-        sdq = s_ * eq
-        kdr = k_ * er
-        s = v_ * sqrt_t
-        d1 = (math.log(s_ / k_) + (r_ - q_) * t_) / max(s, _TINY) + 0.5 * s
-        d2 = d1 - s
-        p = w * (sdq * ncdf1(w * d1) - kdr * ncdf1(w * d2))
-        # no-arbitrage floor: rounding in the difference can dip below the discounted intrinsic
-        floor = w * (sdq - kdr)
-        if not floor > 0.0:
-            floor = 0.0
-        price[i] = p if p > floor else floor
+        price[i] = price1(s_, k_, t_, v_, r_, q_, w, eq, er, sqrt_t)
 
 
 @_jit

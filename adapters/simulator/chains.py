@@ -26,7 +26,8 @@ really makes (less the ``rv_to_iv`` premium), and an IV solved back from a mid w
 recovers the surface. Skew and smile act on the standardised moneyness ``x = ln(K/F) / total sd``:
 ``IV = ATM x clip(1 - skew x + smile x^2, iv_factor_floor, iv_factor_cap)`` (OTM puts richer than
 OTM calls; convex wings; the same shape in delta space for every expiry, which keeps mids free of
-static arbitrage). Prices are ``core.pricing.bs_price`` at ``rate`` / ``dividend_yield``.
+static arbitrage). Prices are ``core.pricing.bs_price``'s (its compiled row price) at ``rate`` /
+``dividend_yield``; one compiled pass per chain quotes every row (``_quote_kernels``).
 
 Quotes
 ------
@@ -67,7 +68,7 @@ from adapters.simulator.paths import (
 )
 from core import calendar as cal
 from core.marketdata import BoolArray, ChainSnapshot, FloatArray, IntArray
-from core.pricing import bs_price, year_fraction
+from core.pricing import year_fraction
 
 FAULT_NAN_BID = 0
 FAULT_ZERO_ASK = 1
@@ -359,41 +360,24 @@ def quote_chain(
     ``total_sd``: ATM log sd to the expiry close; ``t``: year fraction to it; ``atm_iv`` =
     total_sd / sqrt(t); ``session_fraction``: elapsed share of the session (intraday U-shape).
     """
+    from adapters.simulator import _quote_kernels as kern
+
     c = config
     strikes = listing.strikes
-    is_call = listing.is_call
-    forward = spot * math.exp((c.rate - c.dividend_yield) * t)
-    x = np.log(strikes / forward) / total_sd
-    factor = np.clip(1.0 - skew * x + c.smile * x * x, c.iv_factor_floor, c.iv_factor_cap)
-    iv = atm_iv * factor
-    price = bs_price(spot, strikes, t, iv, is_call, c.rate, c.dividend_yield)
-
-    w = np.where(is_call, 1.0, -1.0)
-    discounted_spot = spot * math.exp(-c.dividend_yield * t)
-    intrinsic = np.maximum(w * (discounted_spot - strikes * math.exp(-c.rate * t)), 0.0)
-    time_value = np.maximum(price - intrinsic, 0.0)
+    n = strikes.shape[0]
+    bid = np.empty(n, dtype=np.float64)
+    ask = np.empty(n, dtype=np.float64)
     minutes_left = (listing.expiry_close - at).total_seconds() / 60.0
-    rel = (
-        c.half_spread_frac
-        * spread_multiplier
-        * (1.0 + c.spread_wing_slope * np.abs(x))
-        * (1.0 + c.spread_expiry_boost * math.exp(-minutes_left / c.spread_expiry_decay_minutes))
-        * intraday_vol_shape(session_fraction, c) ** c.spread_intraday_power
-    )
-    half = np.clip(
-        c.min_half_spread + rel * time_value + c.itm_half_spread_frac * intrinsic,
-        c.min_half_spread,
-        c.max_half_spread * spread_multiplier,
-    )
-    tpd = c.ticks_per_dollar
-    bid_ticks = np.floor((price - half) * tpd + _ROUNDING_EPS)
-    ask_ticks = np.ceil((price + half) * tpd - _ROUNDING_EPS)
-    no_bid = bid_ticks < 1
-    bid_ticks = np.where(no_bid, 0.0, bid_ticks)
-    ask_ticks = np.where(no_bid, np.maximum(ask_ticks, listing.no_bid_ask_ticks), ask_ticks)
-    ask_ticks = np.maximum(ask_ticks, bid_ticks + 1.0)
-    bid = bid_ticks / tpd
-    ask = ask_ticks / tpd
+    kern.quote_rows_into(
+        strikes, listing.is_call, listing.no_bid_ask_ticks,
+        spot, spot * math.exp((c.rate - c.dividend_yield) * t), total_sd, atm_iv, t,
+        c.rate, c.dividend_yield, skew, c.smile, c.iv_factor_floor, c.iv_factor_cap,
+        c.half_spread_frac * spread_multiplier, c.spread_wing_slope,
+        1.0 + c.spread_expiry_boost * math.exp(-minutes_left / c.spread_expiry_decay_minutes),
+        intraday_vol_shape(session_fraction, c) ** c.spread_intraday_power,
+        c.min_half_spread, c.max_half_spread * spread_multiplier, c.itm_half_spread_frac,
+        c.ticks_per_dollar, _ROUNDING_EPS, bid, ask,
+    )  # fmt: skip
     if c.fault_rate > 0:
         bid, ask = inject_faults(
             c, seed, listing.underlying, listing.expiry, at, listing.day, bid, ask
@@ -405,7 +389,7 @@ def quote_chain(
         at=at,
         spot=spot,
         strikes=strikes,
-        is_call=is_call,
+        is_call=listing.is_call,
         bid=bid,
         ask=ask,
         open_interest=listing.open_interest,
