@@ -551,6 +551,20 @@ def valid_iv_inputs(p: float, s_: float, k_: float, t_: float, r_: float, q_: fl
 
 
 @_jit
+def iv_status1(p: float, s_: float, k_: float, call: bool, eq: float, er: float) -> int:
+    """IVStatus of one row with valid inputs, without solving: ``iv1`` finds a vol (OK) exactly
+    when the price lies within the no-arbitrage bounds checked here."""
+    sdq = s_ * eq  # S e^{-qT} = F e^{-rT}
+    kdr = k_ * er  # K e^{-rT}
+    fwd_intrinsic = (1.0 if call else -1.0) * (sdq - kdr)  # discounted w (F - K)
+    if p < max(fwd_intrinsic, 0.0) - _BELOW_TOL * s_:
+        return _BELOW
+    if p >= (sdq if call else kdr):
+        return _ABOVE
+    return _OK
+
+
+@_jit
 def iv1(
     p: float,
     s_: float,
@@ -566,14 +580,13 @@ def iv1(
 ) -> tuple[float, int]:
     """(implied vol, IVStatus) of one row with valid inputs; ``eq = e^{-qT}``, ``er = e^{-rT}``,
     ``sqrt_t = sqrt(T)``. The vol is NaN unless the status is OK."""
+    code = iv_status1(p, s_, k_, call, eq, er)
+    if code != _OK:
+        return _NAN, code
     w = 1.0 if call else -1.0
-    sdq = s_ * eq  # S e^{-qT} = F e^{-rT}
-    kdr = k_ * er  # K e^{-rT}
-    fwd_intrinsic = w * (sdq - kdr)  # discounted w (F - K)
-    if p < max(fwd_intrinsic, 0.0) - _BELOW_TOL * s_:
-        return _NAN, _BELOW
-    if p >= (sdq if call else kdr):
-        return _NAN, _ABOVE
+    sdq = s_ * eq
+    kdr = k_ * er
+    fwd_intrinsic = w * (sdq - kdr)
     s_lo, s_hi = vol_low * sqrt_t, vol_high * sqrt_t
     s = _solve1(p, fwd_intrinsic, sdq, kdr, w, s_lo, s_hi, tol, max_iter)
     # exactly vol_low / vol_high at the clamps (s_hi / sqrt_t need not round to vol_high)

@@ -8,7 +8,7 @@ never selected and its reason is kept, so callers can log what was skipped and w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -68,21 +68,72 @@ def _quote_problems(bid: FloatArray, ask: FloatArray) -> tuple[list[str], BoolAr
     return problems, sane
 
 
+class _Greeks:
+    """Implied vol and delta of a chain's OK rows, solved when first read: every row for ``iv`` /
+    ``delta``, or just the rows a reader names (``ChainAnalysis.atm_iv``). A row is solved once,
+    by the same kernel call either way, so the numbers do not depend on the order of reads."""
+
+    __slots__ = ("_inputs", "_left", "_pending", "delta", "iv")
+
+    def __init__(
+        self,
+        iv: FloatArray,
+        delta: FloatArray,
+        pending: BoolArray,
+        inputs: _RowInputs | None = None,
+    ) -> None:
+        self.iv = iv
+        self.delta = delta
+        self._pending = pending  # OK rows not solved yet
+        self._left = int(np.count_nonzero(pending))
+        self._inputs = inputs  # None when nothing is pending
+
+    def solve(self, rows: npt.NDArray[np.int64] | None = None) -> None:
+        """Solve the pending rows among ``rows`` (None: all of them)."""
+        if not self._left:
+            return
+        pending = self._pending
+        todo = np.flatnonzero(pending) if rows is None else rows[pending[rows]]
+        if todo.size == 0:
+            return
+        from core import _chain_kernels as kern
+
+        x = self._inputs
+        assert x is not None, "pending rows come with their inputs"
+        kern.chain_solve_into(
+            todo.astype(np.int64, copy=False), x.bid, x.ask, x.strikes, x.is_call, x.spot, x.t,
+            x.rate, x.dividend_yield, VOL_LOW, VOL_HIGH, IV_TOL, IV_MAX_ITER, self.iv, self.delta,
+        )  # fmt: skip
+        pending[todo] = False
+        self._left = int(np.count_nonzero(pending))
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class ChainAnalysis:
     """IV, delta and flags per row of ``snapshot`` (see :func:`analyze_chain`).
 
-    ``valid``: rows with a sane quote and a solved implied vol; ``status``: the
+    ``valid``: rows with a sane quote and a solvable implied vol; ``status``: the
     :class:`~core.pricing.IVStatus` of each row's mid (``INVALID_INPUT`` for a bad quote).
+    ``iv`` and ``delta`` (NaN where not valid) are solved on first read (a loop minute that only
+    counts skipped rows or prices a straddle needs none of them; ``atm_iv`` solves two rows).
     """
 
     snapshot: ChainSnapshot
     t: float
-    iv: FloatArray
-    delta: FloatArray
     liquid: BoolArray
     valid: BoolArray
     status: Int8Array
+    _greeks: _Greeks = field(repr=False)
+
+    @property
+    def iv(self) -> FloatArray:
+        self._greeks.solve()
+        return _read_only(self._greeks.iv)
+
+    @property
+    def delta(self) -> FloatArray:
+        self._greeks.solve()
+        return _read_only(self._greeks.delta)
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -134,7 +185,9 @@ class ChainAnalysis:
     def atm_iv(self) -> float:
         call = self.atm_index(Right.CALL)
         put = self.atm_index(Right.PUT)
-        return float((self.iv[call] + self.iv[put]) / 2.0)
+        greeks = self._greeks
+        greeks.solve(np.array([call, put], dtype=np.int64))
+        return float((greeks.iv[call] + greeks.iv[put]) / 2.0)
 
     def select_by_delta(self, right: Right, target_abs_delta: float) -> int | None:
         """Liquid row of ``right`` whose |delta| is nearest the target, or None if none is liquid."""
@@ -163,21 +216,23 @@ def analyze_chain(
     rate: float = 0.0,
     dividend_yield: float = 0.0,
 ) -> ChainAnalysis:
-    """Implied vol and delta from mids for every sane row; liquidity flags per STRATEGIES.md."""
+    """Implied vol and delta from mids for every sane row; liquidity flags per STRATEGIES.md.
+
+    Per row: a quote with a :func:`quote_problem` gets status ``INVALID_INPUT``; otherwise its mid
+    gets its :class:`~core.pricing.IVStatus` and, where that is OK, the liquidity rules, an implied
+    vol (``implied_vol``'s defaults) and the delta at that vol (``implied_vol_delta``, bit for
+    bit). Status and flags now; vol and delta when first read (``ChainAnalysis``).
+    """
     t = year_fraction(snapshot.at, expiry_close)
-    iv, delta, status, liquid = _analyze_rows(
-        snapshot.bid, snapshot.ask, snapshot.open_interest, snapshot.spot, snapshot.strikes, t,
-        snapshot.is_call, rules, rate, dividend_yield,
+    n = len(snapshot)
+    inputs = _RowInputs.of(
+        snapshot.bid, snapshot.ask, snapshot.open_interest, snapshot.strikes, snapshot.is_call,
+        _per_row(snapshot.spot, n), _per_row(t, n), rate, dividend_yield,
     )  # fmt: skip
-    return ChainAnalysis(
-        snapshot=snapshot,
-        t=t,
-        iv=iv,
-        delta=delta,
-        liquid=liquid,
-        valid=status == IVStatus.OK,
-        status=status,
-    )
+    status, liquid = inputs.flags(rules)
+    valid = status == IVStatus.OK
+    greeks = _Greeks(np.full(n, np.nan), np.full(n, np.nan), valid.copy(), inputs)
+    return ChainAnalysis(snapshot, t, liquid, valid, status, greeks)
 
 
 def analyze_chains(
@@ -187,8 +242,9 @@ def analyze_chains(
     dividend_yield: float = 0.0,
 ) -> list[ChainAnalysis]:
     """:func:`analyze_chain` of many (snapshot, expiry close) pairs: the same results, from one
-    pass of the pricing kernel over all their rows (a universe of many chains is dominated by the
-    fixed cost of each call otherwise). Raises as ``analyze_chain`` does for an expired chain."""
+    pass of the pricing kernel over all their rows, solved at once (a universe of many chains is
+    dominated by the fixed cost of each call otherwise). Raises as ``analyze_chain`` does for an
+    expired chain."""
     if not chains:
         return []
     ts = [year_fraction(snap.at, close) for snap, close in chains]
@@ -197,66 +253,79 @@ def analyze_chains(
     def cat(name: str) -> npt.NDArray[Any]:
         return np.concatenate([getattr(snap, name) for snap, _ in chains])
 
-    iv, delta, status, liquid = _analyze_rows(
-        cat("bid"), cat("ask"), cat("open_interest"),
-        np.repeat([snap.spot for snap, _ in chains], sizes), cat("strikes"),
-        np.repeat(ts, sizes), cat("is_call"), rules, rate, dividend_yield,
+    inputs = _RowInputs.of(
+        cat("bid"), cat("ask"), cat("open_interest"), cat("strikes"), cat("is_call"),
+        np.repeat([snap.spot for snap, _ in chains], sizes), np.repeat(ts, sizes),
+        rate, dividend_yield,
     )  # fmt: skip
+    status, liquid = inputs.flags(rules)
     valid = status == IVStatus.OK
+    total = valid.shape[0]
+    solved = _Greeks(np.full(total, np.nan), np.full(total, np.nan), valid.copy(), inputs)
+    solved.solve()
     out = []
     stop = 0
     for (snap, _), t, n in zip(chains, ts, sizes, strict=True):
         sl = slice(stop, stop + n)
         stop += n
-        out.append(
-            ChainAnalysis(
-                snapshot=snap,
-                t=t,
-                iv=iv[sl],
-                delta=delta[sl],
-                liquid=liquid[sl],
-                valid=valid[sl],
-                status=status[sl],
-            )
-        )
+        greeks = _Greeks(solved.iv[sl], solved.delta[sl], np.zeros(n, dtype=np.bool_))
+        out.append(ChainAnalysis(snap, t, liquid[sl], valid[sl], status[sl], greeks))
     return out
 
 
-def _analyze_rows(
-    bid: FloatArray,
-    ask: FloatArray,
-    open_interest: npt.NDArray[np.int64],
-    spot: float | FloatArray,
-    strikes: FloatArray,
-    t: float | FloatArray,
-    is_call: BoolArray,
-    rules: LiquidityRules,
-    rate: float,
-    dividend_yield: float,
-) -> tuple[FloatArray, FloatArray, Int8Array, BoolArray]:
-    """iv, delta, IV status and liquidity per row (the body of :func:`analyze_chain`).
+@dataclass(frozen=True, slots=True)
+class _RowInputs:
+    """The kernels' per-row inputs (contiguous, typed) of one chain or of many concatenated."""
 
-    Per row: a quote with a :func:`quote_problem` gets status ``INVALID_INPUT``; otherwise its mid
-    gets an implied vol (``implied_vol``'s defaults) and, where that is OK, the delta at that vol
-    (``implied_vol_delta``, bit for bit) and the liquidity rules. One compiled pass
-    (``core._chain_kernels``): at chain size the numpy form cost more in dispatch than in work.
-    """
-    from core import _chain_kernels as kern
+    bid: FloatArray
+    ask: FloatArray
+    open_interest: npt.NDArray[np.int64]
+    strikes: FloatArray
+    is_call: BoolArray
+    spot: FloatArray
+    t: FloatArray
+    rate: float
+    dividend_yield: float
 
-    n = bid.shape[0]
-    iv = np.empty(n, dtype=np.float64)
-    delta = np.empty(n, dtype=np.float64)
-    status = np.empty(n, dtype=np.int8)
-    liquid = np.empty(n, dtype=np.bool_)
-    kern.chain_rows_into(
-        _f64(bid), _f64(ask), np.ascontiguousarray(open_interest, dtype=np.int64),
-        _f64(strikes), np.ascontiguousarray(is_call, dtype=np.bool_),
-        _per_row(spot, n), _per_row(t, n),
-        float(rate), float(dividend_yield), VOL_LOW, VOL_HIGH, IV_TOL, IV_MAX_ITER,
-        float(rules.min_bid), float(rules.max_spread_abs), float(rules.max_spread_frac),
-        int(rules.min_open_interest), iv, delta, status, liquid,
-    )  # fmt: skip
-    return iv, delta, status, liquid
+    @classmethod
+    def of(
+        cls,
+        bid: FloatArray,
+        ask: FloatArray,
+        open_interest: npt.NDArray[np.int64],
+        strikes: FloatArray,
+        is_call: BoolArray,
+        spot: FloatArray,
+        t: FloatArray,
+        rate: float,
+        dividend_yield: float,
+    ) -> _RowInputs:
+        return cls(
+            _f64(bid), _f64(ask), np.ascontiguousarray(open_interest, dtype=np.int64),
+            _f64(strikes), np.ascontiguousarray(is_call, dtype=np.bool_), spot, t,
+            float(rate), float(dividend_yield),
+        )  # fmt: skip
+
+    def flags(self, rules: LiquidityRules) -> tuple[Int8Array, BoolArray]:
+        """IV status and liquidity per row (``core._chain_kernels.chain_flags_into``)."""
+        from core import _chain_kernels as kern
+
+        n = self.bid.shape[0]
+        status = np.empty(n, dtype=np.int8)
+        liquid = np.empty(n, dtype=np.bool_)
+        kern.chain_flags_into(
+            self.bid, self.ask, self.open_interest, self.strikes, self.is_call, self.spot,
+            self.t, self.rate, self.dividend_yield, float(rules.min_bid),
+            float(rules.max_spread_abs), float(rules.max_spread_frac),
+            int(rules.min_open_interest), status, liquid,
+        )  # fmt: skip
+        return status, liquid
+
+
+def _read_only(a: FloatArray) -> FloatArray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def _f64(a: npt.ArrayLike) -> FloatArray:

@@ -94,6 +94,24 @@ def test_analyze_chain_when_compared_with_the_rules_in_numpy_then_identical():
     assert 0 < liquid.sum() < ok.sum() < sane.sum() < len(snap)
 
 
+def test_analyze_chain_when_atm_iv_read_before_the_arrays_then_same_numbers_either_way():
+    # vol and delta are solved when first read: two rows for atm_iv, every OK row for iv/delta
+    snap = make_chain(bid=(5, np.nan))
+    rules = LiquidityRules()
+    first_atm = analyze_chain(snap, CLOSE, rules, rate=0.04, dividend_yield=0.01)
+    first_arrays = analyze_chain(snap, CLOSE, rules, rate=0.04, dividend_yield=0.01)
+
+    iv, delta = first_arrays.iv, first_arrays.delta
+    atm = first_atm.atm_iv()
+
+    assert atm == first_arrays.atm_iv() and np.isfinite(atm)
+    assert np.array_equal(first_atm.iv, iv, equal_nan=True)
+    assert np.array_equal(first_atm.delta, delta, equal_nan=True)
+    assert np.array_equal(np.isfinite(iv), first_atm.valid) and not first_atm.valid[5]
+    with pytest.raises(ValueError, match="read-only"):
+        iv[0] = 0.5
+
+
 def test_analyze_chain_when_bad_quotes_then_rows_skipped_with_reason_and_never_selected():
     idx_call_590 = 20
     snap = make_chain(bid=(idx_call_590, np.nan))
