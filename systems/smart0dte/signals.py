@@ -7,6 +7,7 @@ clock the implied vols are solved on, so "realised vs implied" compares like wit
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -92,7 +93,7 @@ def realized_vol(closes: FloatArray, window: int) -> float:
     if closes.shape[0] < window + 1:
         raise ValueError(f"need {window + 1} closes, have {closes.shape[0]}")
     rets = log_returns(closes[-(window + 1) :])
-    return float(np.std(rets, ddof=1) * math.sqrt(MINUTES_PER_YEAR))
+    return _std(rets, ddof=1) * math.sqrt(MINUTES_PER_YEAR)
 
 
 def momentum(view: UnderlyingView, cfg: MomentumConfig) -> SignalCandidate | None:
@@ -124,7 +125,7 @@ def momentum(view: UnderlyingView, cfg: MomentumConfig) -> SignalCandidate | Non
 
 def _aligned_closes(a: Bars, b: Bars, n: int) -> tuple[FloatArray, FloatArray] | None:
     """The last ``n`` closes of both series on common bar times, or None if too few."""
-    if a.times == b.times and all(x < y for x, y in zip(a.times, a.times[1:], strict=False)):
+    if a.times == b.times and all(map(operator.lt, a.times, a.times[1:])):
         # the usual case, both series have every minute: the common times are all of them
         if len(a.times) < n:
             return None
@@ -143,10 +144,34 @@ def _aligned_closes(a: Bars, b: Bars, n: int) -> tuple[FloatArray, FloatArray] |
     return ca, cb
 
 
+def _squared_deviations(x: FloatArray) -> float:
+    """Sum of squared deviations from the mean: ``np.var(x) * len(x)`` by numpy's own steps
+    (pairwise sums), without ``np.var``'s argument handling, which costs more than the work at
+    a signal window's size."""
+    d = x - np.add.reduce(x) / x.shape[0]
+    return float(np.add.reduce(d * d))
+
+
+def _std(x: FloatArray, ddof: int = 0) -> float:
+    """``np.std(x, ddof=ddof)`` of a 1-d float array, bit for bit (test); NaN without degrees
+    of freedom."""
+    if x.shape[0] <= ddof:
+        return math.nan
+    return math.sqrt(_squared_deviations(x) / (x.shape[0] - ddof))
+
+
 def _corr(x: FloatArray, y: FloatArray) -> float:
-    if np.std(x) == 0 or np.std(y) == 0:
+    """Pearson correlation, 0 when either series is constant: ``np.corrcoef(x, y)[0, 1]`` by
+    its own steps (row means, one BLAS product, 1/(n-1), the two scalings, the clip), bit for
+    bit (test)."""
+    if _std(x) == 0 or _std(y) == 0:
         return 0.0
-    return float(np.corrcoef(x, y)[0, 1])
+    m = np.array([x, y])
+    m -= (np.add.reduce(m, axis=1) / m.shape[1])[:, None]
+    c = np.dot(m, m.T.conj())
+    c *= np.true_divide(1, m.shape[1] - 1)
+    r = float(c[0, 1] / math.sqrt(c[0, 0]) / math.sqrt(c[1, 1]))
+    return min(max(r, -1.0), 1.0)
 
 
 def _episode_start(spread: FloatArray) -> int:
@@ -179,7 +204,7 @@ def divergence(views: Mapping[str, UnderlyingView], cfg: DivergenceConfig) -> li
         if corr_long < cfg.min_correlation:
             continue
         spread = np.cumsum(ra) - np.cumsum(rb)
-        sd = float(np.std(spread, ddof=1))
+        sd = _std(spread, ddof=1)
         if sd == 0:
             continue
         z = (float(spread[-1]) - float(np.mean(spread))) / sd
