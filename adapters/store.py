@@ -45,6 +45,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -716,6 +717,9 @@ def _upsert_statement(
 
 _INSERT_PNL_MARK = insert(PnlMarkRecord)
 _INSERT_ORDER_EVENT = insert(OrderEventRecord)
+# the order path's intent updates, built once: the SET columns are the parameters' keys
+_UPDATE_INTENT = update(IntentRecord).where(IntentRecord.client_order_id == bindparam("_cid"))
+_RELEASE_INTENT = _UPDATE_INTENT.where(IntentRecord.claimed_by == bindparam("_owner"))
 
 # --------------------------------------------------------------------------------------------
 # Read memo for an exclusive ledger
@@ -1169,12 +1173,15 @@ class TradeStore:
 
     def release_intent(self, client_order_id: str, owner: str) -> None:
         """Give the intent up if ``owner`` holds it (no-op otherwise)."""
-        with self._tx() as session:
-            session.execute(
-                update(IntentRecord)
-                .where(IntentRecord.client_order_id == client_order_id)
-                .where(IntentRecord.claimed_by == owner)
-                .values(claimed_by=None, claimed_until=None)
+        with self._tx() as conn:
+            conn.execute(
+                _RELEASE_INTENT,
+                {
+                    "_cid": client_order_id,
+                    "_owner": owner,
+                    "claimed_by": None,
+                    "claimed_until": None,
+                },
             )
 
     def set_intent_status(
@@ -1193,18 +1200,15 @@ class TradeStore:
         stamp = datetime.now(UTC) if at is None else at
         require_aware(stamp, "at")
         values: dict[str, Any] = {
+            "_cid": client_order_id,
             "status": IntentStatus(status),
             "status_reason": reason,
             "updated_at": stamp,
         }
         if broker_order_id is not None:
             values["broker_order_id"] = broker_order_id
-        with self._tx() as session:
-            result = session.execute(
-                update(IntentRecord)
-                .where(IntentRecord.client_order_id == client_order_id)
-                .values(**values)
-            )
+        with self._tx() as conn:
+            result = conn.execute(_UPDATE_INTENT, values)
             if cast(CursorResult[Any], result).rowcount != 1:
                 raise KeyError(f"unknown intent {client_order_id!r}")
 
