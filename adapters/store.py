@@ -683,6 +683,63 @@ def _on_day(column: Any, day: date) -> ColumnElement[bool]:
     return condition
 
 
+# The hot reads' statements are built once per shape (which filters apply), their values bound
+# per call: building and keying a statement costs about as much as running it on SQLite.
+def _on_bound_day(column: Any) -> ColumnElement[bool]:
+    """``_on_day`` with the day's bounds as parameters (``_day_params``)."""
+    condition: ColumnElement[bool] = (column >= bindparam("_day_from")) & (
+        column < bindparam("_day_to")
+    )
+    return condition
+
+
+def _day_params(day: date | None) -> dict[str, datetime]:
+    if day is None:
+        return {}
+    start, end = _ny_day_bounds(day)
+    return {"_day_from": start, "_day_to": end}
+
+
+def _system_params(system: SystemName | None) -> dict[str, SystemName]:
+    return {} if system is None else {"_system": SystemName(system)}
+
+
+@functools.lru_cache(maxsize=64)
+def _listing_statement(
+    record: type[Base], order: tuple[str, ...], day: str | None, system: bool, within: str | None
+) -> Any:
+    """SELECT of ``record`` by ``order``, of the bound day (``day``: its time column, bounds from
+    ``_day_params``), of the bound ``_system``, with column ``within`` in the bound ``_in``."""
+    columns = cast(Table, record.__table__).c
+    stmt = select(record).order_by(*(columns[c] for c in order))
+    if day is not None:
+        stmt = stmt.where(_on_bound_day(columns[day]))
+    if system:
+        stmt = stmt.where(columns["system"] == bindparam("_system"))
+    if within is not None:
+        stmt = stmt.where(columns[within].in_(bindparam("_in", expanding=True)))
+    return stmt
+
+
+@functools.lru_cache(maxsize=16)
+def _positions_statement(status: PositionStatus, by_system: bool) -> Any:
+    """Open positions by opening, or rows closed on a day by closing (``TradeStore``'s reads)."""
+    stmt = select(PositionRecord).where(PositionRecord.status == status)
+    if status is PositionStatus.OPEN:
+        stmt = stmt.order_by(PositionRecord.opened_at, PositionRecord.position_id)
+    else:
+        stmt = stmt.where(_on_bound_day(PositionRecord.closed_at)).order_by(
+            PositionRecord.closed_at, PositionRecord.position_id
+        )
+    if by_system:
+        stmt = stmt.where(PositionRecord.system == bindparam("_system"))
+    return stmt
+
+
+_SELECT_INTENT = select(IntentRecord).where(IntentRecord.client_order_id == bindparam("_cid"))
+_SELECT_POSITION = select(PositionRecord).where(PositionRecord.position_id == bindparam("_pid"))
+
+
 def _dialect_insert(dialect: str, record: type[Base]) -> Any:
     """The dialect's INSERT of ``record``'s table (PostgreSQL or SQLite: ON CONFLICT clauses)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -1040,11 +1097,14 @@ class TradeStore:
 
     @_memoized("signals")
     def signals(self, day: date | None = None, system: SystemName | None = None) -> list[Signal]:
-        stmt = select(SignalRecord).order_by(SignalRecord.at, SignalRecord.signal_id)
-        if day is not None:
-            stmt = stmt.where(_on_day(SignalRecord.at, day))
-        if system is not None:
-            stmt = stmt.where(SignalRecord.system == system)
+        stmt = _listing_statement(
+            SignalRecord,
+            ("at", "signal_id"),
+            None if day is None else "at",
+            system is not None,
+            None,
+        )
+        params = {**_day_params(day), **_system_params(system)}
         with self._rows() as conn:
             return [
                 Signal(
@@ -1057,7 +1117,7 @@ class TradeStore:
                     at=row.at,
                     reason=row.reason,
                 )
-                for row in conn.execute(stmt)
+                for row in conn.execute(stmt, params)
             ]
 
     # -- intents ----------------------------------------------------------------------------
@@ -1119,9 +1179,8 @@ class TradeStore:
 
     @_memoized("intents")
     def intent_by_client_id(self, client_order_id: str) -> StoredIntent | None:
-        stmt = select(IntentRecord).where(IntentRecord.client_order_id == client_order_id)
         with self._rows() as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(_SELECT_INTENT, {"_cid": client_order_id}).first()
             return None if row is None else self._stored_intent(row)
 
     def claim_intent(
@@ -1230,16 +1289,18 @@ class TradeStore:
         system: SystemName | None = None,
         statuses: Iterable[IntentStatus] | None = None,
     ) -> list[StoredIntent]:
-        stmt = select(IntentRecord).order_by(IntentRecord.created_at, IntentRecord.client_order_id)
-        if day is not None:
-            stmt = stmt.where(_on_day(IntentRecord.created_at, day))
-        if system is not None:
-            stmt = stmt.where(IntentRecord.system == system)
+        stmt = _listing_statement(
+            IntentRecord,
+            ("created_at", "client_order_id"),
+            None if day is None else "created_at",
+            system is not None,
+            None if statuses is None else "status",
+        )
+        params: dict[str, Any] = {**_day_params(day), **_system_params(system)}
         if statuses is not None:
-            wanted = [IntentStatus(s) for s in statuses]
-            stmt = stmt.where(IntentRecord.status.in_(wanted))
+            params["_in"] = [IntentStatus(s) for s in statuses]
         with self._rows() as conn:
-            return [self._stored_intent(row) for row in conn.execute(stmt)]
+            return [self._stored_intent(row) for row in conn.execute(stmt, params)]
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -1536,22 +1597,15 @@ class TradeStore:
 
     @_memoized("positions")
     def position(self, position_id: str) -> Position | None:
-        stmt = select(PositionRecord).where(PositionRecord.position_id == position_id)
         with self._rows() as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(_SELECT_POSITION, {"_pid": position_id}).first()
             return None if row is None else self._position(row)
 
     @_memoized("positions")
     def open_positions(self, system: SystemName | None = None) -> list[Position]:
-        stmt = (
-            select(PositionRecord)
-            .where(PositionRecord.status == PositionStatus.OPEN)
-            .order_by(PositionRecord.opened_at, PositionRecord.position_id)
-        )
-        if system is not None:
-            stmt = stmt.where(PositionRecord.system == system)
+        stmt = _positions_statement(PositionStatus.OPEN, system is not None)
         with self._rows() as conn:
-            return [self._position(row) for row in conn.execute(stmt)]
+            return [self._position(row) for row in conn.execute(stmt, _system_params(system))]
 
     @_memoized("positions")
     def positions_open_at(self, at: datetime, system: SystemName | None = None) -> list[Position]:
@@ -1588,16 +1642,10 @@ class TradeStore:
     @_memoized("positions")
     def positions_closed_on(self, day: date, system: SystemName | None = None) -> list[Position]:
         """Rows closed on the New York ``day`` (whole closes and partial-close rows), by close."""
-        stmt = (
-            select(PositionRecord)
-            .where(PositionRecord.status == PositionStatus.CLOSED)
-            .where(_on_day(PositionRecord.closed_at, day))
-            .order_by(PositionRecord.closed_at, PositionRecord.position_id)
-        )
-        if system is not None:
-            stmt = stmt.where(PositionRecord.system == system)
+        stmt = _positions_statement(PositionStatus.CLOSED, system is not None)
+        params = {**_day_params(day), **_system_params(system)}
         with self._rows() as conn:
-            return [self._position(row) for row in conn.execute(stmt)]
+            return [self._position(row) for row in conn.execute(stmt, params)]
 
     def record_peak(self, position_id: str, pnl_fraction: Decimal) -> Decimal:
         """Raise the position's peak P&L fraction to ``pnl_fraction`` if higher; return the peak.
@@ -1761,11 +1809,16 @@ class TradeStore:
     def risk_events(
         self, day: date | None = None, kinds: Iterable[str] | None = None
     ) -> list[RiskEventRow]:
-        stmt = select(RiskEventRecord).order_by(RiskEventRecord.at, RiskEventRecord.id)
-        if day is not None:
-            stmt = stmt.where(_on_day(RiskEventRecord.at, day))
+        stmt = _listing_statement(
+            RiskEventRecord,
+            ("at", "id"),
+            None if day is None else "at",
+            False,
+            None if kinds is None else "kind",
+        )
+        params: dict[str, Any] = _day_params(day)
         if kinds is not None:
-            stmt = stmt.where(RiskEventRecord.kind.in_(list(kinds)))
+            params["_in"] = list(kinds)
         with self._rows() as conn:
             return [
                 RiskEventRow(
@@ -1775,7 +1828,7 @@ class TradeStore:
                     severity=row.severity,
                     message=row.message,
                 )
-                for row in conn.execute(stmt)
+                for row in conn.execute(stmt, params)
             ]
 
     def set_trading_state(
