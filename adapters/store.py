@@ -738,6 +738,8 @@ def _positions_statement(status: PositionStatus, by_system: bool) -> Any:
 
 _SELECT_INTENT = select(IntentRecord).where(IntentRecord.client_order_id == bindparam("_cid"))
 _SELECT_POSITION = select(PositionRecord).where(PositionRecord.position_id == bindparam("_pid"))
+_LOCK_POSITION = _SELECT_POSITION.with_for_update()
+_UPDATE_POSITION = update(PositionRecord).where(PositionRecord.position_id == bindparam("_pid"))
 
 
 def _dialect_insert(dialect: str, record: type[Base]) -> Any:
@@ -774,6 +776,7 @@ def _upsert_statement(
 
 _INSERT_PNL_MARK = insert(PnlMarkRecord)
 _INSERT_ORDER_EVENT = insert(OrderEventRecord)
+_INSERT_RISK_EVENT = insert(RiskEventRecord)
 # the order path's intent updates, built once: the SET columns are the parameters' keys
 _UPDATE_INTENT = update(IntentRecord).where(IntentRecord.client_order_id == bindparam("_cid"))
 _RELEASE_INTENT = _UPDATE_INTENT.where(IntentRecord.claimed_by == bindparam("_owner"))
@@ -1079,9 +1082,9 @@ class TradeStore:
 
     def record_signal(self, signal: Signal) -> bool:
         """Store ``signal``; False if its signal_id is already stored (nothing changes)."""
-        with self._write() as session:
+        with self._tx() as conn:
             return self._insert_ignore(
-                session,
+                conn,
                 SignalRecord,
                 {
                     "signal_id": signal.signal_id,
@@ -1492,10 +1495,10 @@ class TradeStore:
         require_aware(position.opened_at, "Position.opened_at")
         values = self._position_values(position)
         values.update(open_client_order_id=open_client_order_id, close_client_order_id=None)
-        with self._write() as session:
-            if self._insert_ignore(session, PositionRecord, values):
+        with self._tx() as conn:
+            if self._insert_ignore(conn, PositionRecord, values):
                 return
-            existing = session.get(PositionRecord, position.position_id)
+            existing = conn.execute(_SELECT_POSITION, {"_pid": position.position_id}).first()
             if existing is not None and existing.open_client_order_id != open_client_order_id:
                 raise ValueError(
                     f"position {position.position_id!r} already opened by "
@@ -1516,21 +1519,33 @@ class TradeStore:
         stored position unchanged; closing an already closed position otherwise -> ValueError.
         """
         require_aware(closed_at, "closed_at")
-        with self._write() as session:
-            row = session.get(PositionRecord, position_id, with_for_update=True)
+        with self._tx() as conn:
+            row = conn.execute(_LOCK_POSITION, {"_pid": position_id}).first()
             if row is None:
                 raise KeyError(f"unknown position {position_id!r}")
             if row.status is PositionStatus.CLOSED:
                 if row.close_client_order_id == close_client_order_id:
                     return self._position(row)
                 raise ValueError(f"position {position_id!r} is already closed")
-            row.status = PositionStatus.CLOSED
-            row.exit_price = _money(exit_price)
-            row.exit_commission = _money(exit_commission)
-            row.closed_at = closed_at
-            row.close_client_order_id = close_client_order_id
-            session.flush()
-            return self._position(row)
+            closed = replace(
+                self._position(row),
+                status=PositionStatus.CLOSED,
+                exit_price=_money(exit_price),
+                exit_commission=_money(exit_commission),
+                closed_at=closed_at,
+            )
+            conn.execute(
+                _UPDATE_POSITION,
+                {
+                    "_pid": position_id,
+                    "status": closed.status,
+                    "exit_price": closed.exit_price,
+                    "exit_commission": closed.exit_commission,
+                    "closed_at": closed_at,
+                    "close_client_order_id": close_client_order_id,
+                },
+            )
+            return closed
 
     def reduce_position(
         self,
@@ -1794,16 +1809,15 @@ class TradeStore:
         require_aware(at, "at")
         if severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+        values = {
+            "system": None if system is None else SystemName(system),
+            "at": at,
+            "kind": kind,
+            "severity": severity,
+            "message": message,
+        }
         with self._tx() as conn:
-            conn.execute(
-                insert(RiskEventRecord).values(
-                    system=None if system is None else SystemName(system),
-                    at=at,
-                    kind=kind,
-                    severity=severity,
-                    message=message,
-                )
-            )
+            conn.execute(_INSERT_RISK_EVENT, values)
 
     @_memoized("risk_events")
     def risk_events(
