@@ -124,6 +124,9 @@ class ChainAnalysis:
     valid: BoolArray
     status: Int8Array
     _greeks: _Greeks = field(repr=False)
+    # derived values the loop asks for more than once a minute (ATM rows, straddle mid): the
+    # inputs are immutable, so the first answer is kept
+    _kept: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def iv(self) -> FloatArray:
@@ -162,6 +165,13 @@ class ChainAnalysis:
 
     def atm_index(self, right: Right) -> int:
         """Valid row of ``right`` with the strike nearest spot."""
+        key = f"atm_{right.value}"
+        found: int | None = self._kept.get(key)
+        if found is None:
+            found = self._kept[key] = self._atm_index(right)
+        return found
+
+    def _atm_index(self, right: Right) -> int:
         want_call = right is Right.CALL
         mask = self.valid & (self.snapshot.is_call == want_call)
         if not mask.any():
@@ -171,6 +181,12 @@ class ChainAnalysis:
 
     def atm_straddle_mid(self) -> float:
         """Mid of call + put at the strike nearest spot (both must have sane quotes)."""
+        found: float | None = self._kept.get("straddle")
+        if found is None:
+            found = self._kept["straddle"] = self._atm_straddle_mid()
+        return found
+
+    def _atm_straddle_mid(self) -> float:
         mids = self.snapshot.mid
         call = self.atm_index(Right.CALL)
         put = self.strike_index(Right.PUT, float(self.snapshot.strikes[call]), require_liquid=False)
