@@ -211,26 +211,25 @@ class SimulatedMarket:
         if freq == _FREQ_DAY:
             return self._daily_bars(symbol, days, start_ny, end_ny)
         lo_ts, hi_ts = start_ny.timestamp(), end_ny.timestamp() - _BAR_SECONDS
-        times: list[datetime] = []
+        times: list[tuple[datetime, ...]] = []
         parts: list[tuple[FloatArray, ...]] = []
         for day in days:
             paths = self._day_paths(symbol, day)
-            lo = int(np.searchsorted(paths.start_ts, lo_ts, side="left"))
-            hi = int(np.searchsorted(paths.start_ts, hi_ts, side="right"))
+            lo = int(paths.start_ts.searchsorted(lo_ts, side="left"))
+            hi = int(paths.start_ts.searchsorted(hi_ts, side="right"))
             if hi <= lo:
                 continue
             p = paths.paths[symbol]
-            times.extend(paths.times[lo:hi])
+            times.append(paths.times[lo:hi])
             parts.append(
                 (p.open[lo:hi], p.high[lo:hi], p.low[lo:hi], p.close[lo:hi], p.volume[lo:hi])
             )
         if not parts:
             return _empty_bars(symbol)
-        if len(parts) == 1:
-            o, h, low, c, v = parts[0]
-        else:
-            o, h, low, c, v = (np.concatenate([part[k] for part in parts]) for k in range(5))
-        return Bars(symbol, tuple(times), o, h, low, c, v)
+        if len(parts) == 1:  # the loop's case: today's bars so far, views of the day's paths
+            return Bars(symbol, times[0], *parts[0])
+        o, h, low, c, v = (np.concatenate([part[k] for part in parts]) for k in range(5))
+        return Bars(symbol, tuple(t for day in times for t in day), o, h, low, c, v)
 
     def _daily_bars(self, symbol: str, days: list[date], start: datetime, end: datetime) -> Bars:
         times: list[datetime] = []
