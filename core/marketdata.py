@@ -127,7 +127,8 @@ class ChainSnapshot:
         if contract.underlying != self.underlying or contract.expiry != self.expiry:
             return None
         want_call = contract.right is Right.CALL
-        hits = np.nonzero(
-            (np.abs(self.strikes - float(contract.strike)) < 1e-6) & (self.is_call == want_call)
-        )[0]
-        return int(hits[0]) if hits.size else None
+        # rows at the strike (a call and a put, normally), then the first of the right kind
+        for i in np.flatnonzero(np.abs(self.strikes - float(contract.strike)) < 1e-6).tolist():
+            if bool(self.is_call[i]) is want_call:
+                return int(i)
+        return None
