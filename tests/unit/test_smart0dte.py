@@ -270,8 +270,6 @@ def test_signal_statistics_when_computed_by_hand_then_bit_identical_to_numpy(n: 
             for ddof in (0, 1):
                 want = float(np.std(x, ddof=ddof))
                 assert repr(_std(x, ddof)) == repr(want), (kind_x, ddof)
-            if np.std(x) == 0 or np.std(y) == 0:
-                want_r = 0.0
-            else:
-                want_r = float(np.corrcoef(x, y)[0, 1])
+            constant = np.std(x) == 0 or np.std(y) == 0
+            want_r = 0.0 if constant else float(np.corrcoef(x, y)[0, 1])
         assert repr(_corr(x, y)) == repr(want_r), (kind_x, kind_y)
