@@ -7,11 +7,13 @@ never selected and its reason is kept, so callers can log what was skipped and w
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +31,7 @@ from core.pricing import (
 )
 
 _IV_STATUS_NAMES = {int(s): s.name for s in IVStatus}
+_OK = int(IVStatus.OK)
 
 
 class ChainError(ValueError):
@@ -73,31 +76,43 @@ class _Greeks:
     ``delta``, or just the rows a reader names (``ChainAnalysis.atm_iv``). A row is solved once,
     by the same kernel call either way, so the numbers do not depend on the order of reads."""
 
-    __slots__ = ("_inputs", "_left", "_pending", "delta", "iv")
+    __slots__ = ("_inputs", "_left", "_n", "_pending", "_valid", "delta", "iv")
 
     def __init__(
         self,
-        iv: FloatArray,
-        delta: FloatArray,
-        pending: BoolArray,
+        n: int,
+        valid: BoolArray,
         inputs: _RowInputs | None = None,
+        solved: tuple[FloatArray, FloatArray] | None = None,
     ) -> None:
-        self.iv = iv
-        self.delta = delta
-        self._pending = pending  # OK rows not solved yet
-        self._left = int(np.count_nonzero(pending))
-        self._inputs = inputs  # None when nothing is pending
+        """``valid`` rows are to be solved from ``inputs``; or every row already is: ``solved``
+        (iv, delta). The arrays are made on the first solve."""
+        if solved is not None:
+            self.iv, self.delta = solved
+            self._left = 0
+        else:
+            self.iv = self.delta = np.empty(0)
+            self._left = -1  # not counted yet
+        self._valid = valid
+        self._pending = valid  # OK rows not solved yet (a copy once a row is solved)
+        self._inputs = inputs
+        self._n = n
 
     def solve(self, rows: npt.NDArray[np.int64] | None = None) -> None:
         """Solve the pending rows among ``rows`` (None: all of them)."""
+        if self._left == -1:
+            n = self._n
+            self.iv = np.full(n, np.nan)
+            self.delta = np.full(n, np.nan)
+            self._pending = self._valid.copy()
+            self._left = int(np.count_nonzero(self._pending))
         if not self._left:
             return
         pending = self._pending
         todo = np.flatnonzero(pending) if rows is None else rows[pending[rows]]
         if todo.size == 0:
             return
-        from core import _chain_kernels as kern
-
+        kern = _kernels()
         x = self._inputs
         assert x is not None, "pending rows come with their inputs"
         kern.chain_solve_into(
@@ -246,9 +261,8 @@ def analyze_chain(
         _per_row(snapshot.spot, n), _per_row(t, n), rate, dividend_yield,
     )  # fmt: skip
     status, liquid = inputs.flags(rules)
-    valid = status == IVStatus.OK
-    greeks = _Greeks(np.full(n, np.nan), np.full(n, np.nan), valid.copy(), inputs)
-    return ChainAnalysis(snapshot, t, liquid, valid, status, greeks)
+    valid = status == _OK
+    return ChainAnalysis(snapshot, t, liquid, valid, status, _Greeks(n, valid, inputs))
 
 
 def analyze_chains(
@@ -275,22 +289,20 @@ def analyze_chains(
         rate, dividend_yield,
     )  # fmt: skip
     status, liquid = inputs.flags(rules)
-    valid = status == IVStatus.OK
-    total = valid.shape[0]
-    solved = _Greeks(np.full(total, np.nan), np.full(total, np.nan), valid.copy(), inputs)
+    valid = status == _OK
+    solved = _Greeks(valid.shape[0], valid, inputs)
     solved.solve()
     out = []
     stop = 0
     for (snap, _), t, n in zip(chains, ts, sizes, strict=True):
         sl = slice(stop, stop + n)
         stop += n
-        greeks = _Greeks(solved.iv[sl], solved.delta[sl], np.zeros(n, dtype=np.bool_))
+        greeks = _Greeks(n, valid[sl], solved=(solved.iv[sl], solved.delta[sl]))
         out.append(ChainAnalysis(snap, t, liquid[sl], valid[sl], status[sl], greeks))
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class _RowInputs:
+class _RowInputs(NamedTuple):
     """The kernels' per-row inputs (contiguous, typed) of one chain or of many concatenated."""
 
     bid: FloatArray
@@ -316,7 +328,7 @@ class _RowInputs:
         rate: float,
         dividend_yield: float,
     ) -> _RowInputs:
-        return cls(
+        return _RowInputs(
             _f64(bid), _f64(ask), np.ascontiguousarray(open_interest, dtype=np.int64),
             _f64(strikes), np.ascontiguousarray(is_call, dtype=np.bool_), spot, t,
             float(rate), float(dividend_yield),
@@ -324,8 +336,7 @@ class _RowInputs:
 
     def flags(self, rules: LiquidityRules) -> tuple[Int8Array, BoolArray]:
         """IV status and liquidity per row (``core._chain_kernels.chain_flags_into``)."""
-        from core import _chain_kernels as kern
-
+        kern = _kernels()
         n = self.bid.shape[0]
         status = np.empty(n, dtype=np.int8)
         liquid = np.empty(n, dtype=np.bool_)
@@ -336,6 +347,14 @@ class _RowInputs:
             int(rules.min_open_interest), status, liquid,
         )  # fmt: skip
         return status, liquid
+
+
+@functools.cache
+def _kernels() -> ModuleType:
+    """``core._chain_kernels``, imported on the first scan (it loads numba), then kept."""
+    from core import _chain_kernels
+
+    return _chain_kernels
 
 
 def _read_only(a: FloatArray) -> FloatArray:
