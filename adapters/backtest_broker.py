@@ -33,6 +33,7 @@ Rejections (market closed, unknown contract, bad price or quantity) mirror the p
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 import threading
@@ -169,6 +170,15 @@ class BacktestBroker:
     config: BacktestFillConfig = field(default_factory=BacktestFillConfig)
     _orders: dict[str, _Order] = field(default_factory=dict)
     _executions: list[_Execution] = field(default_factory=list)
+    # kept as executions and orders come, so a query costs what is open, not the whole run:
+    _working: dict[str, _Order] = field(default_factory=dict)  # WORKING orders, as submitted
+    _exec_at: list[datetime] = field(default_factory=list)  # each execution's time
+    _in_time_order: bool = True  # _exec_at never went back (the clock only moves forward)
+    _cash: Decimal = Decimal("0")  # every fill's cash flow
+    _net: dict[OptionContract, int] = field(default_factory=dict)  # by first execution
+    _refs: dict[OptionContract, list[str]] = field(default_factory=dict)
+    _rank: dict[OptionContract, int] = field(default_factory=dict)  # order of first execution
+    _nonzero: dict[OptionContract, int] = field(default_factory=dict)  # open ones -> their rank
     _next_id: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _quotes: QuoteBook | None = None
@@ -203,7 +213,7 @@ class BacktestBroker:
             return
         order.fills += 1
         commission = self.config.commission_per_contract * contracts_per_unit(order.spread)
-        self._executions.append(
+        self._record(
             _Execution(
                 Fill(
                     client_order_id=order.client_order_id,
@@ -223,10 +233,38 @@ class BacktestBroker:
         if order.filled_quantity == order.quantity:
             order.status = OrderStatus.FILLED
 
+    def _record(self, ex: _Execution) -> None:
+        """Append an execution and fold it into the cash, the net positions and the time index."""
+        at = ex.fill.at
+        if self._exec_at and at < self._exec_at[-1]:
+            self._in_time_order = False
+        self._executions.append(ex)
+        self._exec_at.append(at)
+        sign = -1 if ex.side is Side.BUY else 1
+        value = ex.fill.price * ex.fill.quantity * ex.spread.multiplier
+        self._cash += sign * value - ex.fill.commission
+        combo_sign = 1 if ex.side is Side.BUY else -1
+        for leg in ex.spread.legs:
+            contract = leg.contract
+            if contract not in self._net:  # ranked by its first execution
+                self._rank[contract] = len(self._net)
+                self._net[contract] = 0
+                self._refs[contract] = []
+            qty = self._net[contract] + combo_sign * leg.side.sign * leg.ratio * ex.fill.quantity
+            self._net[contract] = qty
+            self._refs[contract].append(ex.fill.client_order_id)
+            if qty:
+                self._nonzero[contract] = self._rank[contract]
+            else:
+                self._nonzero.pop(contract, None)
+
     def _sweep(self) -> None:
+        """Evaluate every working order at now (in submission order); drop the finished."""
         now = self.clock.now()
-        for order in self._orders.values():
+        for cid, order in list(self._working.items()):
             self._evaluate(order, now)
+            if order.status is not OrderStatus.WORKING:
+                del self._working[cid]
 
     def _order(self, client_order_id: str) -> _Order:
         order = self._orders.get(client_order_id)
@@ -238,12 +276,7 @@ class BacktestBroker:
     def account(self) -> AccountInfo:
         """Cash equity: starting equity plus every fill's cash flow (open positions at cost)."""
         with self._lock:
-            cash = Decimal("0")
-            for ex in self._executions:
-                sign = -1 if ex.side is Side.BUY else 1
-                value = ex.fill.price * ex.fill.quantity * ex.spread.multiplier
-                cash += sign * value - ex.fill.commission
-            equity = self.config.starting_equity + cash
+            equity = self.config.starting_equity + self._cash
             return AccountInfo(self.config.account_id, equity=equity, buying_power=equity)
 
     def submit(self, intent: OrderIntent) -> BrokerOrder:
@@ -266,6 +299,7 @@ class BacktestBroker:
                 limit_price=intent.limit_price,
             )
             self._orders[intent.client_order_id] = order
+            self._working[intent.client_order_id] = order
             self._evaluate(order, now)
             return order.view()
 
@@ -301,29 +335,27 @@ class BacktestBroker:
     def open_orders(self) -> list[BrokerOrder]:
         with self._lock:
             self._sweep()
-            return [o.view() for o in self._orders.values() if o.status is OrderStatus.WORKING]
+            return [o.view() for o in self._working.values()]
 
     def positions(self) -> list[BrokerPosition]:
         with self._lock:
             self._sweep()
-            net: dict[OptionContract, int] = {}
-            refs: dict[OptionContract, list[str]] = {}
-            for ex in self._executions:
-                combo_sign = 1 if ex.side is Side.BUY else -1
-                for leg in ex.spread.legs:
-                    qty = combo_sign * leg.side.sign * leg.ratio * ex.fill.quantity
-                    net[leg.contract] = net.get(leg.contract, 0) + qty
-                    refs.setdefault(leg.contract, []).append(ex.fill.client_order_id)
             return [
-                BrokerPosition(contract=c, quantity=q, order_refs=tuple(dict.fromkeys(refs[c])))
-                for c, q in net.items()
-                if q != 0
+                BrokerPosition(
+                    contract=c,
+                    quantity=self._net[c],
+                    order_refs=tuple(dict.fromkeys(self._refs[c])),
+                )
+                for c in sorted(self._nonzero, key=self._nonzero.__getitem__)
             ]
 
     def executions(self, since: datetime) -> list[Fill]:
         with self._lock:
             self._sweep()
-            return [ex.fill for ex in self._executions if ex.fill.at >= since]
+            if not self._in_time_order:
+                return [ex.fill for ex in self._executions if ex.fill.at >= since]
+            start = bisect.bisect_left(self._exec_at, since)
+            return [ex.fill for ex in self._executions[start:]]
 
     # ---- backtest extras ----------------------------------------------------------------------
     def settle(self, intent: OrderIntent, at: datetime) -> Fill:
@@ -357,7 +389,7 @@ class BacktestBroker:
                 commission=Decimal("0"),
                 at=at,
             )
-            self._executions.append(_Execution(fill, Side.SELL, intent.spread))
+            self._record(_Execution(fill, Side.SELL, intent.spread))
             return fill
 
     def dispose(self) -> None:

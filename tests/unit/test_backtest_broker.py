@@ -294,3 +294,65 @@ def test_settle_when_position_left_open_then_sold_at_value_without_commission_an
     assert b.find(close.client_order_id).status is OrderStatus.FILLED
     expected = Decimal("100000") - Decimal("345") - Decimal("3.90") + Decimal("450")
     assert b.account().equity == expected
+
+
+def _from_scratch(b: BacktestBroker, since: datetime) -> tuple[object, ...]:
+    """The broker's views recomputed over every execution and order of the run (what its
+    running book must equal: positions in first-execution order, cash, fills since, working)."""
+    net: dict[object, int] = {}
+    refs: dict[object, list[str]] = {}
+    cash = Decimal("0")
+    for ex in b._executions:
+        sign = -1 if ex.side is Side.BUY else 1
+        cash += sign * ex.fill.price * ex.fill.quantity * ex.spread.multiplier - ex.fill.commission
+        for leg in ex.spread.legs:
+            qty = (1 if ex.side is Side.BUY else -1) * leg.side.sign * leg.ratio * ex.fill.quantity
+            net[leg.contract] = net.get(leg.contract, 0) + qty
+            refs.setdefault(leg.contract, []).append(ex.fill.client_order_id)
+    positions = [(c, q, tuple(dict.fromkeys(refs[c]))) for c, q in net.items() if q != 0]
+    fills = [ex.fill for ex in b._executions if ex.fill.at >= since]
+    working = [o.client_order_id for o in b._orders.values() if o.status is OrderStatus.WORKING]
+    return positions, Decimal("100000") + cash, fills, working
+
+
+def test_book_when_many_orders_fill_partly_cancel_and_settle_then_views_match_a_full_recount() -> (
+    None
+):
+    # the broker keeps its positions, cash, fill index and working orders as they change; a
+    # recount over the whole run after every step must give the same answers
+    def moving(at: datetime) -> Legs:  # quotes that drift with the clock
+        step = int((at - T0).total_seconds() // 60) % 5
+        return {
+            (590.0, True): (2.00 + 0.01 * step, 2.20),
+            (592.0, True): (1.00, 1.10 - 0.01 * step),
+        }
+
+    b = broker(FakeMarket(moving), partial_fill_probability=0.5, seed=3)
+    for i in range(24):
+        at = b.clock.now()
+        if i % 3 == 2:
+            it = intent(SPREAD, qty=1 + i % 4, limit="0.95", worst="0.90", signal_id=f"s{i}",
+                        action=IntentAction.CLOSE)  # fmt: skip
+        else:
+            it = buy("1.15" if i % 2 else "1.05", qty=1 + i % 5, signal=f"b{i}")
+        b.submit(it)
+        if i % 4 == 3:
+            b.cancel(it.client_order_id)
+        b.clock.sleep_until(at + timedelta(minutes=1))
+        if i % 5 == 4:
+            b.modify(it.client_order_id, Decimal("1.20"))
+        since = T0 + timedelta(minutes=i // 2)
+        got = [(p.contract, p.quantity, p.order_refs) for p in b.positions()]  # (sweeps first)
+        positions, equity, fills, working = _from_scratch(b, since)
+        assert got == positions
+        assert b.account().equity == equity
+        assert b.executions(since) == fills
+        assert [o.client_order_id for o in b.open_orders()] == working
+    assert len(b._executions) > 10 and any(q < 0 for _, q, _ in positions)
+    settle = intent(SPREAD, qty=1, limit="1.5", worst="1.5", max_loss="0", signal_id="settle:z",
+                    action=IntentAction.CLOSE)  # fmt: skip
+    b.settle(settle, b.clock.now())
+    got = [(p.contract, p.quantity, p.order_refs) for p in b.positions()]
+    positions, equity, fills, _ = _from_scratch(b, T0)
+    assert got == positions
+    assert b.account().equity == equity and b.executions(T0) == fills
