@@ -723,10 +723,15 @@ def _listing_statement(
 
 @functools.lru_cache(maxsize=16)
 def _positions_statement(status: PositionStatus, by_system: bool) -> Any:
-    """Open positions by opening, or rows closed on a day by closing (``TradeStore``'s reads)."""
-    stmt = select(PositionRecord).where(PositionRecord.status == status)
+    """Open positions by opening, or rows closed on the bound day by closing (``TradeStore``'s
+    reads). The day's rows are found by ``closed_at`` alone, their status checked by the caller:
+    with a status condition, SQLite's planner (no statistics) takes the status index, every
+    closed row of the ledger, over the day's range."""
+    stmt = select(PositionRecord)
     if status is PositionStatus.OPEN:
-        stmt = stmt.order_by(PositionRecord.opened_at, PositionRecord.position_id)
+        stmt = stmt.where(PositionRecord.status == status).order_by(
+            PositionRecord.opened_at, PositionRecord.position_id
+        )
     else:
         stmt = stmt.where(_on_bound_day(PositionRecord.closed_at)).order_by(
             PositionRecord.closed_at, PositionRecord.position_id
@@ -1660,7 +1665,11 @@ class TradeStore:
         stmt = _positions_statement(PositionStatus.CLOSED, system is not None)
         params = {**_day_params(day), **_system_params(system)}
         with self._rows() as conn:
-            return [self._position(row) for row in conn.execute(stmt, params)]
+            return [
+                self._position(row)
+                for row in conn.execute(stmt, params)
+                if row.status is PositionStatus.CLOSED
+            ]
 
     def record_peak(self, position_id: str, pnl_fraction: Decimal) -> Decimal:
         """Raise the position's peak P&L fraction to ``pnl_fraction`` if higher; return the peak.
