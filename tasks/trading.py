@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -57,6 +57,9 @@ class Observation:
     vix_last: float
     vix_prior_close: float
     snapshots: dict[tuple[str, date], ChainSnapshot]
+    # net mids already taken on these snapshots (position_id -> value): the minute's exits and
+    # risk mark the same positions on the same chains
+    marked: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def skipped_count(self) -> int:
@@ -127,16 +130,24 @@ def marks(
 ) -> dict[str, Decimal]:
     """Net mid of every position that can be quoted at ``at`` (default now): position_id -> value."""
     now = rt.clock.now() if at is None else at
-    snaps = dict(obs.snapshots) if obs is not None else {}
+    observed = obs.snapshots if obs is not None else {}
+    snaps = dict(observed)
     out: dict[str, Decimal] = {}
     for pos in positions:
         key = (pos.spread.underlying, pos.spread.expiry)
+        kept = obs.marked.get(pos.position_id) if obs is not None and key in observed else None
+        if kept is not None:
+            out[pos.position_id] = kept
+            continue
         try:
             if key not in snaps:
                 snaps[key] = rt.market.chain(key[0], key[1], now)
-            out[pos.position_id] = combo_quote(snaps, pos.spread).mid
+            out[pos.position_id] = value = combo_quote(snaps, pos.spread).mid
         except (MarketDataError, ChainError) as exc:
             log.warning("no mark for %s: %s", pos.position_id, exc)
+            continue
+        if obs is not None and key in observed:
+            obs.marked[pos.position_id] = value
     return out
 
 
