@@ -132,9 +132,16 @@ def exposure(
         return None
     held = sorted(intervals)
     covered = 0.0
+    active: list[tuple[datetime, datetime]] = []  # begun before the session ends, by begin
+    taken = 0  # held[:taken] have begun
     for s_begin, s_end in spans:
+        while taken < len(held) and held[taken][0] < s_end:
+            active.append(held[taken])
+            taken += 1
+        # an interval over by this session's start adds nothing to it or to any later one
+        active = [iv for iv in active if iv[1] > s_begin]
         cursor = s_begin
-        for begin, end in held:
+        for begin, end in active:
             lo, hi = max(begin, cursor), min(end, s_end)
             if hi > lo:
                 covered += (hi - lo).total_seconds()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+import random
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -117,3 +118,27 @@ def test_equity_metrics_when_series_then_bundles_the_pure_functions() -> None:
     assert m.days == 3
     assert m.sharpe == pytest.approx(math.sqrt(21))
     assert m.max_drawdown == pytest.approx(0.1)
+
+
+def test_exposure_when_many_intervals_over_many_sessions_then_same_as_checking_every_pair() -> None:
+    # exposure walks only the intervals that can still overlap a session; the sum must be the
+    # one of checking every interval against every session, to the last bit
+    rng = random.Random(5)
+    sessions = [(ny(d, 9, 30), ny(d, 16)) for d in range(2, 28)]
+    held = []
+    for _ in range(120):
+        begin = ny(rng.randint(1, 27), rng.randint(8, 17), rng.randint(0, 59))
+        held.append((begin, begin + timedelta(minutes=rng.choice([1, 30, 200, 600, 2000]))))
+
+    covered = 0.0
+    for s_begin, s_end in sorted(sessions):
+        cursor = s_begin
+        for begin, end in sorted(held):
+            lo, hi = max(begin, cursor), min(end, s_end)
+            if hi > lo:
+                covered += (hi - lo).total_seconds()
+                cursor = hi
+    total = sum((end - begin).total_seconds() for begin, end in sessions)
+
+    assert exposure(held, sessions) == covered / total
+    assert 0 < covered / total < 1
