@@ -202,12 +202,14 @@ class ChainAnalysis:
         return found
 
     def _atm_straddle_mid(self) -> float:
-        mids = self.snapshot.mid
+        snap = self.snapshot
         call = self.atm_index(Right.CALL)
-        put = self.strike_index(Right.PUT, float(self.snapshot.strikes[call]), require_liquid=False)
+        put = self.strike_index(Right.PUT, float(snap.strikes[call]), require_liquid=False)
         if put is None:
-            raise ChainError(f"{self.snapshot.underlying}: no valid ATM put to price a straddle")
-        return float(mids[call] + mids[put])
+            raise ChainError(f"{snap.underlying}: no valid ATM put to price a straddle")
+        # the two rows' mids as ``snapshot.mid`` has them, without computing every row's
+        bid, ask = snap.bid, snap.ask
+        return float((bid[call] + ask[call]) / 2.0 + (bid[put] + ask[put]) / 2.0)
 
     def implied_move(self) -> float:
         """ATM straddle mid / spot: the market's expected move to expiry as a fraction."""
