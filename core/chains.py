@@ -7,12 +7,10 @@ never selected and its reason is kept, so callers can log what was skipped and w
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -76,51 +74,44 @@ class _Greeks:
     ``delta``, or just the rows a reader names (``ChainAnalysis.atm_iv``). A row is solved once,
     by the same kernel call either way, so the numbers do not depend on the order of reads."""
 
-    __slots__ = ("_inputs", "_left", "_n", "_pending", "_valid", "delta", "iv")
+    __slots__ = ("_inputs", "_pending", "_valid", "delta", "iv")
 
-    def __init__(
-        self,
-        n: int,
-        valid: BoolArray,
-        inputs: _RowInputs | None = None,
-        solved: tuple[FloatArray, FloatArray] | None = None,
-    ) -> None:
-        """``valid`` rows are to be solved from ``inputs``; or every row already is: ``solved``
-        (iv, delta). The arrays are made on the first solve."""
-        if solved is not None:
-            self.iv, self.delta = solved
-            self._left = 0
-        else:
-            self.iv = self.delta = np.empty(0)
-            self._left = -1  # not counted yet
-        self._valid = valid
-        self._pending = valid  # OK rows not solved yet (a copy once a row is solved)
+    def __init__(self, valid: BoolArray, inputs: _RowInputs | None) -> None:
+        self._valid = valid  # the rows to solve, from ``inputs``
         self._inputs = inputs
-        self._n = n
+        self._pending: BoolArray | None = None  # OK rows not solved yet, from the first solve
+        self.iv = self.delta = _UNSOLVED
+
+    @classmethod
+    def solved(cls, valid: BoolArray, iv: FloatArray, delta: FloatArray) -> _Greeks:
+        """Rows already solved (``analyze_chains``): nothing left to solve."""
+        greeks = cls(valid, None)
+        greeks.iv, greeks.delta = iv, delta
+        greeks._pending = np.zeros_like(valid)
+        return greeks
 
     def solve(self, rows: npt.NDArray[np.int64] | None = None) -> None:
         """Solve the pending rows among ``rows`` (None: all of them)."""
-        if self._left == -1:
-            n = self._n
-            self.iv = np.full(n, np.nan)
-            self.delta = np.full(n, np.nan)
+        if self._pending is None:
+            n = self._valid.shape[0]
+            self.iv, self.delta = np.full(n, np.nan), np.full(n, np.nan)
             self._pending = self._valid.copy()
-            self._left = int(np.count_nonzero(self._pending))
-        if not self._left:
-            return
         pending = self._pending
         todo = np.flatnonzero(pending) if rows is None else rows[pending[rows]]
         if todo.size == 0:
             return
-        kern = _kernels()
+        from core import _chain_kernels as kern
+
         x = self._inputs
-        assert x is not None, "pending rows come with their inputs"
+        assert x is not None, "rows left to solve come with their inputs"
         kern.chain_solve_into(
             todo.astype(np.int64, copy=False), x.bid, x.ask, x.strikes, x.is_call, x.spot, x.t,
             x.rate, x.dividend_yield, VOL_LOW, VOL_HIGH, IV_TOL, IV_MAX_ITER, self.iv, self.delta,
         )  # fmt: skip
         pending[todo] = False
-        self._left = int(np.count_nonzero(pending))
+
+
+_UNSOLVED = np.empty(0)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -141,7 +132,7 @@ class ChainAnalysis:
     _greeks: _Greeks = field(repr=False)
     # derived values the loop asks for more than once a minute (ATM rows, straddle mid): the
     # inputs are immutable, so the first answer is kept
-    _kept: dict[str, Any] = field(default_factory=dict, repr=False)
+    _kept: dict[Right | str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def iv(self) -> FloatArray:
@@ -180,10 +171,9 @@ class ChainAnalysis:
 
     def atm_index(self, right: Right) -> int:
         """Valid row of ``right`` with the strike nearest spot."""
-        key = f"atm_{right.value}"
-        found: int | None = self._kept.get(key)
+        found: int | None = self._kept.get(right)
         if found is None:
-            found = self._kept[key] = self._atm_index(right)
+            found = self._kept[right] = self._atm_index(right)
         return found
 
     def _atm_index(self, right: Right) -> int:
@@ -264,7 +254,7 @@ def analyze_chain(
     )  # fmt: skip
     status, liquid = inputs.flags(rules)
     valid = status == _OK
-    return ChainAnalysis(snapshot, t, liquid, valid, status, _Greeks(n, valid, inputs))
+    return ChainAnalysis(snapshot, t, liquid, valid, status, _Greeks(valid, inputs))
 
 
 def analyze_chains(
@@ -292,14 +282,14 @@ def analyze_chains(
     )  # fmt: skip
     status, liquid = inputs.flags(rules)
     valid = status == _OK
-    solved = _Greeks(valid.shape[0], valid, inputs)
+    solved = _Greeks(valid, inputs)
     solved.solve()
     out = []
     stop = 0
     for (snap, _), t, n in zip(chains, ts, sizes, strict=True):
         sl = slice(stop, stop + n)
         stop += n
-        greeks = _Greeks(n, valid[sl], solved=(solved.iv[sl], solved.delta[sl]))
+        greeks = _Greeks.solved(valid[sl], solved.iv[sl], solved.delta[sl])
         out.append(ChainAnalysis(snap, t, liquid[sl], valid[sl], status[sl], greeks))
     return out
 
@@ -330,7 +320,7 @@ class _RowInputs(NamedTuple):
         rate: float,
         dividend_yield: float,
     ) -> _RowInputs:
-        return _RowInputs(
+        return cls(
             _f64(bid), _f64(ask), np.ascontiguousarray(open_interest, dtype=np.int64),
             _f64(strikes), np.ascontiguousarray(is_call, dtype=np.bool_), spot, t,
             float(rate), float(dividend_yield),
@@ -338,7 +328,8 @@ class _RowInputs(NamedTuple):
 
     def flags(self, rules: LiquidityRules) -> tuple[Int8Array, BoolArray]:
         """IV status and liquidity per row (``core._chain_kernels.chain_flags_into``)."""
-        kern = _kernels()
+        from core import _chain_kernels as kern
+
         n = self.bid.shape[0]
         status = np.empty(n, dtype=np.int8)
         liquid = np.empty(n, dtype=np.bool_)
@@ -349,14 +340,6 @@ class _RowInputs(NamedTuple):
             int(rules.min_open_interest), status, liquid,
         )  # fmt: skip
         return status, liquid
-
-
-@functools.cache
-def _kernels() -> ModuleType:
-    """``core._chain_kernels``, imported on the first scan (it loads numba), then kept."""
-    from core import _chain_kernels
-
-    return _chain_kernels
 
 
 def _read_only(a: FloatArray) -> FloatArray:
