@@ -253,6 +253,14 @@ def ncdf_into(x: FloatArray, out: FloatArray) -> None:
 
 
 @_jit
+def valid_price_inputs(s_: float, k_: float, t_: float, v_: float, r_: float, q_: float) -> bool:
+    """Finite inputs with S, K, T > 0 and vol >= 0 (else the price is NaN)."""
+    return (s_ > 0.0 and k_ > 0.0 and t_ > 0.0 and v_ >= 0.0) and math.isfinite(
+        s_ + k_ + t_ + v_ + r_ + q_
+    )
+
+
+@_jit
 def price1(
     s_: float,
     k_: float,
@@ -294,9 +302,7 @@ def price_into(
     t0 = r0 = q0 = eq = er = sqrt_t = _NAN
     for i in range(spot.shape[0]):
         s_, k_, t_, v_, r_, q_ = spot[i], strike[i], t[i], vol[i], r[i], q[i]
-        if not (s_ > 0.0 and k_ > 0.0 and t_ > 0.0 and v_ >= 0.0) or not math.isfinite(
-            s_ + k_ + t_ + v_ + r_ + q_
-        ):
+        if not valid_price_inputs(s_, k_, t_, v_, r_, q_):
             price[i] = _NAN
             continue
         if not (t_ == t0 and r_ == r0 and q_ == q0):  # a chain shares t, r and q

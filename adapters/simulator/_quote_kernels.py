@@ -18,7 +18,15 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from core._bsm_kernels import BoolArray, FloatArray, _fmax, _fmin, _jit, price1
+from core._bsm_kernels import (
+    BoolArray,
+    FloatArray,
+    _fmax,
+    _fmin,
+    _jit,
+    price1,
+    valid_price_inputs,
+)
 
 
 @_jit
@@ -57,20 +65,18 @@ def quote_rows_into(
 ) -> None:
     """Per row: bid and ask in dollars (``quote_chain``'s surface and spread model)."""
     eq, er, sqrt_t = math.exp(-dividend_yield * t), math.exp(-rate * t), math.sqrt(t)
-    valid = spot > 0.0 and t > 0.0 and math.isfinite(spot + t + rate + dividend_yield)
-    discounted_spot = spot * math.exp(-dividend_yield * t)
-    strike_discount = math.exp(-rate * t)
+    discounted_spot = spot * eq
     for i in range(strikes.shape[0]):
         k = strikes[i]
         x = math.log(k / forward) / total_sd
         factor = _clip(1.0 - skew * x + smile * x * x, factor_floor, factor_cap)
         iv = atm_iv * factor
         w = 1.0 if is_call[i] else -1.0
-        if valid and k > 0.0 and iv >= 0.0 and math.isfinite(k + iv):
+        if valid_price_inputs(spot, k, t, iv, rate, dividend_yield):  # as bs_price, else NaN
             price = price1(spot, k, t, iv, rate, dividend_yield, w, eq, er, sqrt_t)
         else:
             price = math.nan
-        intrinsic = _fmax(w * (discounted_spot - k * strike_discount), 0.0)
+        intrinsic = _fmax(w * (discounted_spot - k * er), 0.0)
         time_value = _fmax(price - intrinsic, 0.0)
         rel = rel_scale * (1.0 + wing_slope * abs(x)) * expiry_boost * intraday
         half = _clip(min_half + rel * time_value + itm_half_frac * intrinsic, min_half, max_half)

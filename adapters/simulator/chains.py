@@ -46,12 +46,10 @@ NaN bid, a zero ask, a negative bid or a crossed quote (bid > ask), in equal pro
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from types import ModuleType
 from typing import Any, TypeVar
 
 import numpy as np
@@ -343,14 +341,6 @@ def build_listing(
     )
 
 
-@functools.cache
-def _kernels() -> ModuleType:
-    """``_quote_kernels``, imported on the first quote (it loads numba), then kept."""
-    from adapters.simulator import _quote_kernels
-
-    return _quote_kernels
-
-
 def quote_chain(
     config: SimulatorConfig,
     seed: int,
@@ -370,7 +360,8 @@ def quote_chain(
     ``total_sd``: ATM log sd to the expiry close; ``t``: year fraction to it; ``atm_iv`` =
     total_sd / sqrt(t); ``session_fraction``: elapsed share of the session (intraday U-shape).
     """
-    kern = _kernels()
+    from adapters.simulator import _quote_kernels as kern
+
     c = config
     strikes = listing.strikes
     n = strikes.shape[0]
