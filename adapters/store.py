@@ -721,26 +721,6 @@ def _listing_statement(
     return stmt
 
 
-@functools.lru_cache(maxsize=16)
-def _positions_statement(status: PositionStatus, by_system: bool) -> Any:
-    """Open positions by opening, or rows closed on the bound day by closing (``TradeStore``'s
-    reads). The day's rows are found by ``closed_at`` alone, their status checked by the caller:
-    with a status condition, SQLite's planner (no statistics) takes the status index, every
-    closed row of the ledger, over the day's range."""
-    stmt = select(PositionRecord)
-    if status is PositionStatus.OPEN:
-        stmt = stmt.where(PositionRecord.status == status).order_by(
-            PositionRecord.opened_at, PositionRecord.position_id
-        )
-    else:
-        stmt = stmt.where(_on_bound_day(PositionRecord.closed_at)).order_by(
-            PositionRecord.closed_at, PositionRecord.position_id
-        )
-    if by_system:
-        stmt = stmt.where(PositionRecord.system == bindparam("_system"))
-    return stmt
-
-
 _SELECT_INTENT = select(IntentRecord).where(IntentRecord.client_order_id == bindparam("_cid"))
 _SELECT_POSITION = select(PositionRecord).where(PositionRecord.position_id == bindparam("_pid"))
 _LOCK_POSITION = _SELECT_POSITION.with_for_update()
@@ -1623,9 +1603,12 @@ class TradeStore:
 
     @_memoized("positions")
     def open_positions(self, system: SystemName | None = None) -> list[Position]:
-        stmt = _positions_statement(PositionStatus.OPEN, system is not None)
+        stmt = _listing_statement(
+            PositionRecord, ("opened_at", "position_id"), None, system is not None, "status"
+        )
+        params = {**_system_params(system), "_in": [PositionStatus.OPEN]}
         with self._rows() as conn:
-            return [self._position(row) for row in conn.execute(stmt, _system_params(system))]
+            return [self._position(row) for row in conn.execute(stmt, params)]
 
     @_memoized("positions")
     def positions_open_at(self, at: datetime, system: SystemName | None = None) -> list[Position]:
@@ -1662,7 +1645,12 @@ class TradeStore:
     @_memoized("positions")
     def positions_closed_on(self, day: date, system: SystemName | None = None) -> list[Position]:
         """Rows closed on the New York ``day`` (whole closes and partial-close rows), by close."""
-        stmt = _positions_statement(PositionStatus.CLOSED, system is not None)
+        # found by closed_at alone, the status checked on the rows: with a status condition,
+        # SQLite's planner (no statistics) takes the status index, every closed row of the
+        # ledger, over the day's range
+        stmt = _listing_statement(
+            PositionRecord, ("closed_at", "position_id"), "closed_at", system is not None, None
+        )
         params = {**_day_params(day), **_system_params(system)}
         with self._rows() as conn:
             return [
