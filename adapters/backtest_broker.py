@@ -178,7 +178,7 @@ class BacktestBroker:
     _net: dict[OptionContract, int] = field(default_factory=dict)  # by first execution
     _refs: dict[OptionContract, list[str]] = field(default_factory=dict)
     _rank: dict[OptionContract, int] = field(default_factory=dict)  # order of first execution
-    _nonzero: dict[OptionContract, int] = field(default_factory=dict)  # open ones -> their rank
+    _nonzero: set[OptionContract] = field(default_factory=set)  # net quantity not 0
     _next_id: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _quotes: QuoteBook | None = None
@@ -240,10 +240,9 @@ class BacktestBroker:
             self._in_time_order = False
         self._executions.append(ex)
         self._exec_at.append(at)
-        sign = -1 if ex.side is Side.BUY else 1
+        combo_sign = 1 if ex.side is Side.BUY else -1  # a buy pays, a sell receives
         value = ex.fill.price * ex.fill.quantity * ex.spread.multiplier
-        self._cash += sign * value - ex.fill.commission
-        combo_sign = 1 if ex.side is Side.BUY else -1
+        self._cash += -combo_sign * value - ex.fill.commission
         for leg in ex.spread.legs:
             contract = leg.contract
             if contract not in self._net:  # ranked by its first execution
@@ -254,9 +253,9 @@ class BacktestBroker:
             self._net[contract] = qty
             self._refs[contract].append(ex.fill.client_order_id)
             if qty:
-                self._nonzero[contract] = self._rank[contract]
+                self._nonzero.add(contract)
             else:
-                self._nonzero.pop(contract, None)
+                self._nonzero.discard(contract)
 
     def _sweep(self) -> None:
         """Evaluate every working order at now (in submission order); drop the finished."""
@@ -346,7 +345,7 @@ class BacktestBroker:
                     quantity=self._net[c],
                     order_refs=tuple(dict.fromkeys(self._refs[c])),
                 )
-                for c in sorted(self._nonzero, key=self._nonzero.__getitem__)
+                for c in sorted(self._nonzero, key=self._rank.__getitem__)
             ]
 
     def executions(self, since: datetime) -> list[Fill]:
