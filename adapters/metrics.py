@@ -71,16 +71,9 @@ class MetricsStats:
     failed_batches: int = 0
 
 
-_CHECKED_NAMES: set[str] = set()  # names that matched NAME_PATTERN (the code's few, kept)
-
-
 def _check_name(kind: str, name: object) -> str:
-    if type(name) is str and name in _CHECKED_NAMES:
-        return name
     if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
         raise ValueError(f"invalid {kind} name {name!r}: must match {NAME_PATTERN.pattern}")
-    if len(_CHECKED_NAMES) < 4096:
-        _CHECKED_NAMES.add(name)
     return name
 
 
