@@ -130,24 +130,25 @@ def marks(
 ) -> dict[str, Decimal]:
     """Net mid of every position that can be quoted at ``at`` (default now): position_id -> value."""
     now = rt.clock.now() if at is None else at
-    observed = obs.snapshots if obs is not None else {}
-    snaps = dict(observed)
+    snaps = dict(obs.snapshots) if obs is not None else {}
+    # the minute's own marks (on its chains) are kept on the observation, others not
+    kept = obs.marked if obs is not None else {}
     out: dict[str, Decimal] = {}
     for pos in positions:
+        pid = pos.position_id
         key = (pos.spread.underlying, pos.spread.expiry)
-        kept = obs.marked.get(pos.position_id) if obs is not None and key in observed else None
-        if kept is not None:
-            out[pos.position_id] = kept
+        if pid in kept:
+            out[pid] = kept[pid]
             continue
         try:
             if key not in snaps:
                 snaps[key] = rt.market.chain(key[0], key[1], now)
-            out[pos.position_id] = value = combo_quote(snaps, pos.spread).mid
+            out[pid] = combo_quote(snaps, pos.spread).mid
         except (MarketDataError, ChainError) as exc:
-            log.warning("no mark for %s: %s", pos.position_id, exc)
+            log.warning("no mark for %s: %s", pid, exc)
             continue
-        if obs is not None and key in observed:
-            obs.marked[pos.position_id] = value
+        if obs is not None and key in obs.snapshots:
+            kept[pid] = out[pid]
     return out
 
 
