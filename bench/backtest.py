@@ -2,7 +2,7 @@
 
 A script, not a test. Run: ``make bench`` or ``.venv-bench/bin/python bench/backtest.py
 [--days N] [--no-peers]``. The default is a real simulated year: 252 sessions from 2026-11-16,
-about 2-3 minutes here, plus the peers' 1-2 minutes; ``--days 3`` times three sessions and
+about a minute here, plus the peers' 1-2 minutes; ``--days 3`` times three sessions and
 extrapolates.
 
 What is measured: ``run_backtest``'s engine (``Backtest``) of Smart-0DTE on the simulator
